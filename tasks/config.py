@@ -1,0 +1,179 @@
+"""Typed view of params.yaml: the one home of every knob.
+
+Every model forbids unknown keys and has no defaults, so params.yaml stays the single source of truth and a
+typo or a wrong type stops with a message that names the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tasks.common import UserError
+
+PARAMS_PATH = Path("params.yaml")
+Severity = Literal["error", "warning"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataParams(Strict):
+    source: str
+    revision: str | None
+    text_column: str
+    label_column: str
+    labels: list[str] = Field(min_length=2)
+    validation_fraction: float = Field(gt=0, lt=1)
+    test_fraction: float = Field(gt=0, lt=1)
+    seed: int
+    max_train_samples: int | None = Field(gt=0)
+    max_eval_samples: int | None = Field(gt=0)
+
+
+class Check(Strict):
+    threshold: float
+    severity: Severity
+
+
+class LengthCheck(Strict):
+    min: int = Field(ge=0)
+    max: int = Field(gt=0)
+    severity: Severity
+
+
+class ValidateParams(Strict):
+    min_rows: Check
+    min_class_share: Check
+    max_class_ratio: Check
+    max_class_share_drift: Check
+    max_empty_text_rate: Check
+    text_length: LengthCheck
+    max_duplicate_rate: Check
+    max_leakage_rate: Check
+    max_only_urls_mentions_rate: Check
+    max_mojibake_rate: Check
+
+
+class ModelParams(Strict):
+    name: str
+    revision: str | None
+
+
+class TokenizeParams(Strict):
+    max_length: int = Field(gt=0)
+
+
+class LoraParams(Strict):
+    r: int = Field(gt=0)
+    lora_alpha: int = Field(gt=0)
+    lora_dropout: float = Field(ge=0, lt=1)
+    target_modules: list[str]
+
+
+class TrainingArgs(Strict):
+    """The TrainingArguments we expose, under Hugging Face's own names (transformers 5)."""
+
+    learning_rate: float = Field(gt=0)
+    num_train_epochs: float = Field(gt=0)
+    max_steps: int
+    per_device_train_batch_size: int = Field(gt=0)
+    per_device_eval_batch_size: int = Field(gt=0)
+    gradient_accumulation_steps: int = Field(gt=0)
+    weight_decay: float = Field(ge=0)
+    warmup_steps: float = Field(ge=0)
+    lr_scheduler_type: str
+    max_grad_norm: float = Field(gt=0)
+    seed: int
+    train_sampling_strategy: Literal["random", "sequential", "group_by_length"]
+    eval_strategy: Literal["epoch", "steps"]
+    save_strategy: Literal["epoch", "steps"]
+    save_total_limit: int = Field(gt=0)
+    load_best_model_at_end: bool
+    metric_for_best_model: Literal["accuracy", "macro_f1", "loss"]
+    logging_steps: int = Field(gt=0)
+    optim: str
+    dataloader_num_workers: int = Field(ge=0)
+    torch_compile: bool
+    bf16: bool
+    eval_steps: int | None = Field(default=None, gt=0)
+    save_steps: int | None = Field(default=None, gt=0)
+
+
+class TrainParams(Strict):
+    method: Literal["full", "lora"]
+    lora: LoraParams
+    early_stopping_patience: int = Field(gt=0)
+    args: TrainingArgs
+    num_threads: int | None = Field(gt=0)
+
+
+class EvaluateParams(Strict):
+    min_accuracy: float = Field(ge=0, le=1)
+    min_macro_f1: float = Field(ge=0, le=1)
+    max_overfit_gap: float
+    max_loss_gap: float
+    primary_metric: Literal["accuracy", "macro_f1"]
+    min_improvement: float
+    train_sample_size: int | None = Field(gt=0)
+    batch_size: int = Field(gt=0)
+
+
+class RegisterParams(Strict):
+    model_name: str
+    tracking_uri: str
+    experiment_name: str
+    alias: str
+
+
+class FlowParams(Strict):
+    review_data: Literal["never", "on_warning", "always"]
+    review_timeout: int = Field(gt=0)
+    schedule: str | None
+    push: bool
+    ingest_retries: int = Field(ge=0)
+    ingest_retry_delay_seconds: float = Field(ge=0)
+
+
+class Params(Strict):
+    data: DataParams
+    validate_: ValidateParams = Field(alias="validate")
+    model: ModelParams
+    tokenize: TokenizeParams
+    train: TrainParams
+    evaluate: EvaluateParams
+    register_: RegisterParams = Field(alias="register")
+    flow: FlowParams
+
+
+def _describe(error: dict[str, Any]) -> str:
+    key = ".".join(str(p) for p in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown key (a typo? see the keys beside it in params.yaml)"
+    if error["type"] == "missing":
+        return f"{key}: missing"
+    return f"{key}: {error['msg']} (got {error.get('input')!r})"
+
+
+def parse_params(raw: dict[str, Any], origin: str = str(PARAMS_PATH)) -> Params:
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(e) for e in exc.errors())
+        raise UserError(f"{origin}: {problems}") from None
+
+
+def load_params(path: Path = PARAMS_PATH) -> Params:
+    if not path.is_file():
+        raise UserError(f"{path}: not found (run from the project root, where params.yaml lives)")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    return parse_params(raw, str(path))
