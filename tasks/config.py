@@ -19,7 +19,8 @@ Severity = Literal["error", "warning"]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: PyYAML reads `5e-5` as a string, and lax pydantic would quietly make it a float.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class DataParams(Strict):

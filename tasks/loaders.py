@@ -124,7 +124,13 @@ def load_local(path: Path) -> dict[str, tuple[pd.DataFrame, str]]:
 
 def load_hub(dataset_id: str, revision: str | None) -> dict[str, tuple[pd.DataFrame, str]]:
     import datasets  # slow import, only needed for the Hub
+    from huggingface_hub import constants
 
+    if constants.HF_HUB_OFFLINE:  # retrying cannot help: say what to change instead
+        raise UserError(
+            f"Hub dataset {dataset_id!r}: the Hub is switched off (HF_HUB_OFFLINE=1); "
+            "point data.source at a local file or directory"
+        )
     try:
         dsd = datasets.load_dataset(dataset_id, revision=revision)
     except (ConnectionError, TimeoutError, OSError) as exc:

@@ -184,8 +184,11 @@ def _records(split: str, run_result: Any) -> list[dict[str, Any]]:
 def run_checks(frames: dict[str, pd.DataFrame], p: ValidateParams, labels: list[str], docs_dir: Path) -> list[dict]:
     """Run every suite through GX and build Data Docs into `docs_dir`; return one record per check."""
     import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
+    # One progress bar per metric batch floods the DVC and Prefect logs; the stage logs its own table.
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     context.add_data_docs_site(
         site_name="local",
         site_config={

@@ -1,0 +1,22 @@
+# Shortcuts for the commands in README.md.
+.PHONY: install run test test-fast lint bench
+
+install:  ## a virtualenv with the CPU build of torch and tuneops
+	python3 -m venv .venv
+	.venv/bin/pip install torch==2.13.0
+	.venv/bin/pip install -e ".[dev]"
+
+run:  ## the whole pipeline, DVC deciding what reruns
+	.venv/bin/dvc repro
+
+test:
+	.venv/bin/python -m pytest
+
+test-fast:  ## everything but the end-to-end DVC / Prefect / training tests
+	.venv/bin/python -m pytest -m "not slow"
+
+lint:
+	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+bench:
+	.venv/bin/python bench/data_speed.py

@@ -1,0 +1,152 @@
+"""Each loader maps its format onto text/label/label_text; each bad input is one clear line, nothing written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tasks.common import UserError
+from tasks.config import DataParams
+from tasks.ingest import ingest, to_canonical
+from tasks.loaders import load_source, looks_like_path
+from tests.conftest import ROOT
+
+LABELS = ["negative", "neutral", "positive"]
+ROWS = [(f"tweet number {i} is {['awful', 'fine', 'great'][i % 3]}", LABELS[i % 3]) for i in range(60)]
+
+
+def data_params(source: Path | str, **overrides) -> DataParams:
+    base = dict(
+        source=str(source), revision=None, text_column="text", label_column="label", labels=LABELS,
+        validation_fraction=0.2, test_fraction=0.2, seed=42, max_train_samples=None, max_eval_samples=None,
+    )  # fmt: skip
+    return DataParams(**{**base, **overrides})
+
+
+def write_csv(path: Path, rows=ROWS, sep: str = ",") -> Path:
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(path, sep=sep, index=False)
+    return path
+
+
+def put(path: Path, content: str | bytes) -> Path:
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return path
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def test_csv_file_gets_train_validation_test(tmp_path):
+    manifest = ingest(data_params(write_csv(tmp_path / "d.csv")), tmp_path / "out")
+    assert {s: m["rows"] for s, m in manifest["splits"].items()} == {"train": 38, "validation": 10, "test": 12}
+    train = pd.read_parquet(tmp_path / "out" / "train.parquet")
+    assert list(train.columns) == ["text", "label", "label_text"]
+    assert (train["label_text"] == train["label"].map(LABELS.__getitem__)).all()
+    # stratified: every class in every split
+    assert all(all(c > 0 for c in m["label_counts"].values()) for m in manifest["splits"].values())
+
+
+def test_tsv_parquet_and_label_ids(tmp_path):
+    ids = [(text, LABELS.index(label)) for text, label in ROWS]
+    write_csv(tmp_path / "d.tsv", ids, sep="\t")
+    pd.DataFrame(ids, columns=["text", "label"]).to_parquet(tmp_path / "d.parquet")
+    for name in ("d.tsv", "d.parquet"):
+        frame, origin = load_source(str(tmp_path / name), None)["train"]
+        canon = to_canonical(frame, origin, data_params(tmp_path / name))
+        assert canon["label"].tolist() == [LABELS.index(label) for _, label in ROWS]
+
+
+def test_directory_of_splits_keeps_the_source_test_split(tmp_path):
+    write_csv(tmp_path / "train.csv", ROWS[:45])
+    write_csv(tmp_path / "test.csv", ROWS[45:])
+    manifest = ingest(data_params(tmp_path), tmp_path / "out")
+    assert manifest["splits"]["test"]["rows"] == 15
+    assert manifest["splits"]["train"]["rows"] + manifest["splits"]["validation"]["rows"] == 45
+
+
+def test_openai_prompt_completion_jsonl(tmp_path):
+    records = [{"prompt": f"{t}\n", "completion": f" {label}"} for t, label in ROWS]
+    frame, origin = load_source(str(write_jsonl(tmp_path / "ft.jsonl", records)), None)["train"]
+    canon = to_canonical(frame, origin, data_params(tmp_path / "ft.jsonl"))
+    assert canon["text"].iloc[0] == ROWS[0][0]
+    assert canon["label_text"].tolist() == [label for _, label in ROWS]
+
+
+def test_real_tweets_load_with_only_source_and_columns_changed(shared_data, tmp_path):
+    manifest = ingest(data_params(shared_data, label_column="sentiment", validation_fraction=0.1), tmp_path / "out")
+    splits = manifest["splits"]
+    assert splits["train"]["rows"] + splits["validation"]["rows"] == 27481
+    assert splits["test"]["label_counts"] == {"negative": 1001, "neutral": 1430, "positive": 1103}
+    assert len(manifest["splits"]["train"]["sha256"]) == 64
+    # "NA"-like tweets stay text, and the known empty tweet is kept for validate to report
+    train = pd.concat(pd.read_parquet(tmp_path / "out" / f"{s}.parquet") for s in ("train", "validation"))
+    assert train["text"].notna().all() and (train["text"].str.strip() == "").sum() == 1
+
+
+def test_hub_ids_and_paths_are_told_apart():
+    assert not looks_like_path("mteb/tweet_sentiment_extraction")
+    assert not looks_like_path("imdb")
+    assert looks_like_path("data/raw/tweets") and looks_like_path("tweets.csv") and looks_like_path("./x")
+
+
+BAD = {
+    "missing path": (lambda d: d / "nope.csv", r"nope\.csv: no such file"),
+    "empty file": (lambda d: put(d / "e.csv", ""), r"e\.csv: the file is empty"),
+    "header only": (lambda d: put(d / "h.csv", "text,label\n"), r"h\.csv: has a header .* no data rows"),
+    "unbalanced quote": (
+        lambda d: put(d / "q.csv", 'text,label\nfine,positive\n"broken,negative\nok,neutral\n'),
+        r"q\.csv: line 3: unbalanced quote",
+    ),
+    "broken jsonl line": (
+        lambda d: put(d / "b.jsonl", '{"text": "a", "label": "positive"}\n{"text": "b", "label": \n'),
+        r"b\.jsonl: line 2: not valid JSON",
+    ),
+    "missing column": (
+        lambda d: put(d / "c.csv", "tweet,label\na,positive\n"),
+        r"c\.csv: column 'text' not found \(columns: tweet, label\); set data\.text_column",
+    ),
+    "unknown labels": (
+        lambda d: write_csv(d / "l.csv", [("a", "positive"), ("b", "meh"), ("c", "angry")]),
+        r"l\.csv: column 'label': 2 label\(s\) outside .*row 2: 'meh', row 3: 'angry'",
+    ),
+    "not utf-8": (
+        lambda d: put(d / "u.csv", b"text,label\nok,positive\ncaf\xe9,neutral\n"),
+        r"u\.csv: line 3: bytes that are not UTF-8",
+    ),
+    "unknown format": (lambda d: put(d / "d.xlsx", "x"), r"d\.xlsx: unknown format '\.xlsx'"),
+    "corrupt parquet": (lambda d: put(d / "p.parquet", b"not parquet"), r"p\.parquet: not a readable Parquet"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", BAD, ids=list(BAD))
+def test_bad_input_is_one_clear_line_and_writes_nothing(case, tmp_path):
+    make, pattern = BAD[case]
+    source = make(tmp_path)
+    with pytest.raises(UserError, match=pattern) as info:
+        ingest(data_params(source), tmp_path / "out")
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_reports_a_data_mistake_without_traceback_and_keeps_no_output(tmp_path):
+    bad = (tmp_path / "q.csv")
+    bad.write_text('text,label\n"open,positive\n')
+    params = (ROOT / "params.yaml").read_text().replace(
+        "source: mteb/tweet_sentiment_extraction", f"source: {bad}"
+    )
+    (tmp_path / "params.yaml").write_text(params)
+    result = subprocess.run(
+        [sys.executable, "-m", "tasks.ingest", "--params", "params.yaml", "--out-dir", "data/interim"],
+        cwd=tmp_path, capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), "PATH": ""},
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"error: {bad}: line 2: unbalanced quote (a field opens \" and never closes)"]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "data" / "interim").exists()

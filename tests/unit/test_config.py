@@ -1,0 +1,69 @@
+"""params.yaml is the one typed home of every knob: typos and wrong types fail naming the key."""
+
+import copy
+
+import pytest
+import yaml
+
+from tasks.common import UserError
+from tasks.config import load_params, parse_params
+from tests.conftest import ROOT
+
+RAW = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def edited(edit) -> dict:
+    raw = copy.deepcopy(RAW)
+    edit(raw)
+    return raw
+
+
+def test_repository_params_load_with_the_seed_defaults():
+    params = load_params(ROOT / "params.yaml")
+    assert params.data.source == "mteb/tweet_sentiment_extraction"
+    assert params.model.name == "gpt2"
+    assert params.data.labels == ["negative", "neutral", "positive"]
+    assert (params.data.max_train_samples, params.data.max_eval_samples, params.data.seed) == (1000, 1000, 42)
+    assert params.train.args.learning_rate == 5.0e-5
+
+
+def test_unknown_key_names_the_key():
+    with pytest.raises(UserError, match=r"train\.args\.learning_rte: unknown key"):
+        parse_params(edited(lambda r: r["train"]["args"].update(learning_rte=1.0e-4)))
+
+
+def test_wrong_type_names_the_key_and_value():
+    with pytest.raises(UserError, match=r"data\.seed: .*got 'forty-two'"):
+        parse_params(edited(lambda r: r["data"].update(seed="forty-two")))
+
+
+def test_float_written_as_5e_5_is_caught():
+    # PyYAML reads `5e-5` as the string '5e-5': the loader must refuse it, not train with a string.
+    raw = edited(lambda r: None)
+    raw["train"]["args"]["learning_rate"] = yaml.safe_load("x: 5e-5")["x"]
+    assert raw["train"]["args"]["learning_rate"] == "5e-5"
+    with pytest.raises(UserError, match=r"train\.args\.learning_rate"):
+        parse_params(raw)
+
+
+def test_missing_section_is_named():
+    with pytest.raises(UserError, match=r"evaluate: missing"):
+        parse_params(edited(lambda r: r.pop("evaluate")))
+
+
+def test_invalid_choice_is_named():
+    with pytest.raises(UserError, match=r"flow\.review_data"):
+        parse_params(edited(lambda r: r["flow"].update(review_data="sometimes")))
+
+
+def test_missing_params_file_says_where_to_run(tmp_path):
+    with pytest.raises(UserError, match="run from the project root"):
+        load_params(tmp_path / "params.yaml")
+
+
+def test_broken_yaml_is_one_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("data: [unclosed\n")
+    with pytest.raises(UserError, match="not valid YAML") as info:
+        load_params(path)
+    assert "\n" not in str(info.value)
