@@ -1,0 +1,75 @@
+"""`tuneops`: the command line for people. The pipeline itself runs through `dvc repro`."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+from tasks.common import run_main
+from tasks.config import load_params
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {}
+
+
+def command(fn: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Namespace], None]:
+    COMMANDS[fn.__name__.removeprefix("cmd_")] = fn
+    return fn
+
+
+@command
+def cmd_predict(args: argparse.Namespace) -> None:
+    from tasks.common import UserError
+    from tasks.predict import load_registered, predict, read_texts, write_predictions
+
+    if bool(args.texts) == bool(args.file):
+        raise UserError("give texts to classify, or --file, not both (see `tuneops predict --help`)")
+    texts = args.texts or read_texts(args.file, args.text_column)
+    model, tokenizer = load_registered(load_params(args.params).register_, args.model_version)
+    write_predictions(texts, predict(model, tokenizer, texts, args.batch_size), args.out)
+
+
+@command
+def cmd_serve(args: argparse.Namespace) -> None:
+    from tasks.predict import load_registered, model_uri
+    from tasks.serve import serve
+
+    register = load_params(args.params).register_
+    model, tokenizer = load_registered(register, args.model_version)
+    about = {"model_uri": model_uri(register, args.model_version), "labels": list(model.config.id2label.values())}
+    serve(model, tokenizer, about, args.host, args.port, args.max_texts, args.max_chars)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="tuneops",
+        description="Fine-tune, gate, register and serve text classifiers. `dvc repro` runs the pipeline; "
+        "these commands use what it registered.",
+    )
+    root.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: %(default)s)")
+    sub = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("predict", help="classify texts with the registered champion")
+    p.add_argument("texts", nargs="*", help="texts to classify")
+    p.add_argument("--file", type=Path, help="a CSV/TSV/JSONL/Parquet file of texts instead")
+    p.add_argument("--text-column", default="text", help="column holding the text in --file (default: %(default)s)")
+    p.add_argument("--out", type=Path, help="write JSON lines here instead of stdout")
+    p.add_argument("--model-version", type=int, help="a registered version instead of the champion alias")
+    p.add_argument("--batch-size", type=int, default=64, help="texts per forward pass (default: %(default)s)")
+
+    s = sub.add_parser("serve", help="serve the champion over HTTP: POST /predict, GET /health")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    s.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
+    s.add_argument("--model-version", type=int, help="a registered version instead of the champion alias")
+    s.add_argument("--max-texts", type=int, default=256, help="most texts in one request (default: %(default)s)")
+    s.add_argument("--max-chars", type=int, default=2000, help="longest text accepted (default: %(default)s)")
+    return root
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    run_main(lambda: COMMANDS[args.command](args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Loading models and tokenizers, and batched inference: GPT-2's quirks live here and nowhere else.
+
+GPT-2 has no pad token. We pad with eos, tell the model (`config.pad_token_id`) so the classifier head pools
+the last real token instead of a pad, and pad on the right. Training, evaluation and serving all load through
+these functions, so the three can never disagree.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from tasks.common import UserError
+
+log = logging.getLogger("tuneops.modeling")
+
+
+def set_threads(num_threads: int | None) -> int:
+    """Use every core unless told otherwise (torch's default can be lower inside containers)."""
+    threads = num_threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    return threads
+
+
+def _from_pretrained(loader: Any, name: str, **kwargs: Any) -> Any:
+    try:
+        return loader.from_pretrained(name, **kwargs)
+    except OSError as exc:
+        raise UserError(
+            f"model {name!r}: {' '.join(str(exc).split())[:240]} "
+            "(set model.name to a Hub id you can reach or a local directory in Hub format)"
+        ) from None
+
+
+def load_tokenizer(name: str, revision: str | None = None) -> Any:
+    from transformers import AutoTokenizer
+
+    tokenizer = _from_pretrained(AutoTokenizer, name, revision=revision)
+    if tokenizer.pad_token is None:  # GPT-2
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def configure_padding(model: Any, tokenizer: Any) -> Any:
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def load_classifier(name: str, labels: list[str], tokenizer: Any, revision: str | None = None) -> Any:
+    """A sequence classifier with our label names, from a Hub id or a local directory."""
+    from transformers import AutoModelForSequenceClassification
+
+    model = _from_pretrained(
+        AutoModelForSequenceClassification,
+        name,
+        revision=revision,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+    return configure_padding(model, tokenizer)
+
+
+def load_trained(model_dir: str) -> tuple[Any, Any]:
+    """A model saved by the train stage (or downloaded from the registry): weights, labels and tokenizer."""
+    from transformers import AutoModelForSequenceClassification
+
+    tokenizer = load_tokenizer(model_dir)
+    model = _from_pretrained(AutoModelForSequenceClassification, model_dir)
+    return configure_padding(model, tokenizer).eval(), tokenizer
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
+    """Indices grouped into batches of similar length, so dynamic padding pads almost nothing."""
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+@torch.inference_mode()
+def predict_logits(model: Any, tokenizer: Any, encoded: list[list[int]], batch_size: int = 64) -> np.ndarray:
+    """Logits for pre-tokenized inputs, in their original order; batches sorted by length, padded per batch."""
+    out = np.zeros((len(encoded), model.config.num_labels), dtype=np.float32)
+    for idx in length_sorted_batches([len(ids) for ids in encoded], batch_size):
+        batch = tokenizer.pad({"input_ids": [encoded[i] for i in idx]}, return_tensors="pt")
+        out[idx] = model(**batch).logits.float().numpy()
+    return out
+
+
+def predict_texts(
+    model: Any, tokenizer: Any, texts: Sequence[str], max_length: int, batch_size: int = 64
+) -> list[dict]:
+    """Label and class probabilities for raw texts."""
+    encoded = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+    encoded = [ids or [tokenizer.eos_token_id] for ids in encoded]  # an empty text still gets one token
+    probs = torch.softmax(torch.from_numpy(predict_logits(model, tokenizer, encoded, batch_size)), dim=-1).numpy()
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    return [
+        {"label": labels[int(p.argmax())], "probabilities": {label: round(float(x), 6) for label, x in zip(labels, p)}}
+        for p in probs
+    ]

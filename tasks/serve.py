@@ -1,0 +1,52 @@
+"""HTTP serving of the champion: POST /predict (a JSON list of texts), GET /health.
+
+    tuneops serve --port 8000
+
+Binds 127.0.0.1 by default. Requests over the limits (too many texts, a text too long) get a 413 with a
+message saying which limit and by how much.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from tasks.modeling import predict_texts
+
+log = logging.getLogger("tuneops.serve")
+
+
+def create_app(model: Any, tokenizer: Any, about: dict[str, Any], max_texts: int, max_chars: int) -> Any:
+    from fastapi import FastAPI, HTTPException
+    from pydantic import BaseModel, Field
+
+    class PredictRequest(BaseModel):
+        texts: list[str] = Field(description="texts to classify", min_length=1)
+
+    app = FastAPI(title="tuneops", description="Sentiment of texts, from the registered champion.")
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", **about}
+
+    @app.post("/predict")
+    def predict(request: PredictRequest) -> dict[str, Any]:
+        if len(request.texts) > max_texts:
+            raise HTTPException(413, f"too many texts: {len(request.texts)} > {max_texts}; send smaller batches")
+        longest = max(range(len(request.texts)), key=lambda i: len(request.texts[i]))
+        if len(request.texts[longest]) > max_chars:
+            raise HTTPException(
+                413, f"text {longest} is too long: {len(request.texts[longest])} characters > {max_chars}"
+            )
+        results = predict_texts(model, tokenizer, request.texts, tokenizer.model_max_length)
+        return {"model": about, "predictions": results}
+
+    return app
+
+
+def serve(model: Any, tokenizer: Any, about: dict[str, Any], host: str, port: int, max_texts: int,
+          max_chars: int) -> None:  # fmt: skip
+    import uvicorn
+
+    log.info("serving %s on http://%s:%d (POST /predict, GET /health)", about.get("model_uri"), host, port)
+    uvicorn.run(create_app(model, tokenizer, about, max_texts, max_chars), host=host, port=port, log_level="info")
