@@ -101,6 +101,6 @@ def predict_texts(
     probs = torch.softmax(torch.from_numpy(predict_logits(model, tokenizer, encoded, batch_size)), dim=-1).numpy()
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     return [
-        {"label": labels[int(p.argmax())], "probabilities": {label: round(float(x), 6) for label, x in zip(labels, p)}}
-        for p in probs
+        {"label": labels[int(row.argmax())], "probabilities": dict(zip(labels, row.round(6).tolist(), strict=True))}
+        for row in probs
     ]

@@ -56,7 +56,7 @@ def predict(model: Any, tokenizer: Any, texts: list[str], batch_size: int = 64) 
 
 
 def write_predictions(texts: list[str], results: list[dict], out: Path | None) -> None:
-    lines = (json.dumps({"text": t, **r}, ensure_ascii=False) for t, r in zip(texts, results))
+    lines = (json.dumps({"text": t, **r}, ensure_ascii=False) for t, r in zip(texts, results, strict=True))
     if out is None:
         for line in lines:
             print(line)

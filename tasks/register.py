@@ -78,8 +78,8 @@ def register(params: Params, model_dir: Path, reports_dir: Path, out_path: Path,
     reg = params.register_
     mlflow.set_tracking_uri(tracking_uri(reg))
     mlflow.set_experiment(reg.experiment_name)
-    numbers = {k: v for k, v in flat("", {"test": metrics["test"], "train": metrics["train"], "gap": metrics["gap"]}).items()
-               if isinstance(v, (int, float)) and "confusion" not in k}  # fmt: skip
+    scored = {"test": metrics["test"], "train": metrics["train"], "gap": metrics["gap"]}
+    numbers = {k: v for k, v in flat("", scored).items() if isinstance(v, (int, float)) and "confusion" not in k}
     with mlflow.start_run(run_name=f"register-{reg.model_name}") as run:
         mlflow.log_params(flat("", params.model_dump(mode="json", include={"data", "model", "tokenize", "train"})))
         mlflow.log_metrics({k.replace(".", "_"): float(v) for k, v in numbers.items()})

@@ -87,8 +87,9 @@ def load_processed(processed_dir: Path):
 def main() -> None:
     args = stage_parser(__doc__).parse_args()
     params = load_params(args.params)
-    tokenize(params.data, params.model, params.tokenize, Path("data/interim"),
-             Path("reports/data_quality_verdict.json"), Path("data/processed"), Path("reports/tokenization.json"))  # fmt: skip
+    verdict = Path("reports/data_quality_verdict.json")
+    tokenize(params.data, params.model, params.tokenize, Path("data/interim"), verdict, Path("data/processed"),
+             Path("reports/tokenization.json"))  # fmt: skip
 
 
 if __name__ == "__main__":

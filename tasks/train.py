@@ -110,8 +110,10 @@ def epoch_history(log_history: list[dict]) -> list[dict]:
             losses.append(entry["loss"])
         if "eval_loss" in entry:
             rows.append({
-                "epoch": round(entry["epoch"], 3), "train_loss": round(float(np.mean(losses)), 5) if losses else None,
-                "validation_loss": round(entry["eval_loss"], 5), "validation_accuracy": round(entry["eval_accuracy"], 5),
+                "epoch": round(entry["epoch"], 3),
+                "train_loss": round(float(np.mean(losses)), 5) if losses else None,
+                "validation_loss": round(entry["eval_loss"], 5),
+                "validation_accuracy": round(entry["eval_accuracy"], 5),
                 "validation_macro_f1": round(entry["eval_macro_f1"], 5),
             })  # fmt: skip
             losses = []
