@@ -63,6 +63,8 @@ def load_classifier(name: str, labels: list[str], tokenizer: Any, revision: str 
         num_labels=len(labels),
         id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)},
+        # a classifier checkpoint with another label set gets a fresh head instead of a size error
+        ignore_mismatched_sizes=True,
     )
     return configure_padding(model, tokenizer)
 

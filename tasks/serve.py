@@ -11,17 +11,19 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 from tasks.modeling import predict_texts
 
 log = logging.getLogger("tuneops.serve")
 
 
+class PredictRequest(BaseModel):
+    texts: list[str] = Field(description="texts to classify", min_length=1)
+
+
 def create_app(model: Any, tokenizer: Any, about: dict[str, Any], max_texts: int, max_chars: int) -> Any:
     from fastapi import FastAPI, HTTPException
-    from pydantic import BaseModel, Field
-
-    class PredictRequest(BaseModel):
-        texts: list[str] = Field(description="texts to classify", min_length=1)
 
     app = FastAPI(title="tuneops", description="Sentiment of texts, from the registered champion.")
 
@@ -30,15 +32,17 @@ def create_app(model: Any, tokenizer: Any, about: dict[str, Any], max_texts: int
         return {"status": "ok", **about}
 
     @app.post("/predict")
-    def predict(request: PredictRequest) -> dict[str, Any]:
-        if len(request.texts) > max_texts:
-            raise HTTPException(413, f"too many texts: {len(request.texts)} > {max_texts}; send smaller batches")
-        longest = max(range(len(request.texts)), key=lambda i: len(request.texts[i]))
-        if len(request.texts[longest]) > max_chars:
-            raise HTTPException(
-                413, f"text {longest} is too long: {len(request.texts[longest])} characters > {max_chars}"
-            )
-        results = predict_texts(model, tokenizer, request.texts, tokenizer.model_max_length)
+    def predict(request: PredictRequest | list[str]) -> dict[str, Any]:
+        """A JSON list of texts, or {"texts": [...]}: a label and class probabilities for each."""
+        texts = request.texts if isinstance(request, PredictRequest) else request
+        if not texts:
+            raise HTTPException(422, "no texts: send a non-empty JSON list of strings")
+        if len(texts) > max_texts:
+            raise HTTPException(413, f"too many texts: {len(texts)} > {max_texts}; send smaller batches")
+        longest = max(range(len(texts)), key=lambda i: len(texts[i]))
+        if len(texts[longest]) > max_chars:
+            raise HTTPException(413, f"text {longest} is too long: {len(texts[longest])} characters > {max_chars}")
+        results = predict_texts(model, tokenizer, texts, tokenizer.model_max_length)
         return {"model": about, "predictions": results}
 
     return app

@@ -53,13 +53,14 @@ def fingerprint(processed_dir: Path, *sections: Any) -> str:
 def prepare_checkpoints(checkpoint_dir: Path, print_: str) -> bool:
     """True if training should resume from checkpoint_dir; otherwise it is emptied for a fresh start."""
     marker = checkpoint_dir / FINGERPRINT
-    saved = json.loads(marker.read_text())["fingerprint"] if marker.is_file() else None
+    saved = json.loads(marker.read_text()) if marker.is_file() else {}
     checkpoints = sorted(checkpoint_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    if saved == print_ and checkpoints:
+    if saved.get("fingerprint") == print_ and checkpoints and not saved.get("completed"):
         log.info("resuming from %s (same data and params as the interrupted run)", checkpoints[-1])
         return True
     if checkpoints:
-        log.info("starting fresh: data or params changed since %s was saved", checkpoints[-1])
+        why = "the last run finished" if saved.get("fingerprint") == print_ else "data or params changed"
+        log.info("starting fresh: %s since %s was saved", why, checkpoints[-1])
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
     checkpoint_dir.mkdir(parents=True)
     write_json(marker, {"fingerprint": print_})
@@ -73,7 +74,8 @@ def build_model(model: ModelParams, train: TrainParams, labels: list[str], token
 
         lora = LoraConfig(task_type=TaskType.SEQ_CLS, **train.lora.model_dump())  # the head is trained in full
         net = get_peft_model(net, lora)
-        net.print_trainable_parameters()
+        trainable, total = net.get_nb_trainable_parameters()
+        log.info("LoRA: training %d of %d parameters (%.2f%%)", trainable, total, 100 * trainable / total)
     return net
 
 
@@ -145,7 +147,8 @@ def train(params: Params, processed_dir: Path, checkpoint_dir: Path, model_dir: 
     datasets = load_processed(processed_dir)
     tokenizer = load_tokenizer(params.model.name, params.model.revision)
     net = build_model(params.model, params.train, params.data.labels, tokenizer)
-    resume = prepare_checkpoints(checkpoint_dir, fingerprint(processed_dir, params.model, params.train, params.data))
+    print_ = fingerprint(processed_dir, params.model, params.train, params.data, params.tokenize)
+    resume = prepare_checkpoints(checkpoint_dir, print_)
     mlflow_env(params.register_)
     trainer = build_trainer(net, tokenizer, datasets, params.train, checkpoint_dir, report_to=["mlflow"])
     trainer.train(resume_from_checkpoint=resume or None)
@@ -153,6 +156,7 @@ def train(params: Params, processed_dir: Path, checkpoint_dir: Path, model_dir: 
     if trainer.is_world_process_zero():
         save_candidate(trainer, tokenizer, params.tokenize, model_dir)
         write_json(history_path, history)
+        write_json(checkpoint_dir / FINGERPRINT, {"fingerprint": print_, "completed": True})
         log.info("best %s: %s (%s)", params.train.args.metric_for_best_model, trainer.state.best_metric,
                  trainer.state.best_model_checkpoint)  # fmt: skip
     return history

@@ -83,9 +83,30 @@ def use_shared_tweets(params: dict[str, Any]) -> None:
     params["data"].update(source=str(TWEETS), text_column="text", label_column="sentiment")
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Project:
-    dest = tmp_path / "project"
+def tweet_subset(dest: Path, n_train: int = 600, n_test: int = 150, seed: int = 0) -> Path:
+    """A stratified sample of the real tweets, as train.csv + test.csv in `dest` (keeps CI fast)."""
+    import pandas as pd
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("test", n_test)):
+        df = pd.read_csv(TWEETS / f"{split}.csv", dtype=str, keep_default_na=False)
+        share = n / len(df)
+        sample = df.groupby("sentiment", group_keys=False).sample(frac=share, random_state=seed)
+        sample.to_csv(dest / f"{split}.csv", index=False)
+    return dest
+
+
+def use_tiny_model(params: dict[str, Any], subset: Path) -> None:
+    """Real tweets (a subset) and the real tiny-gpt2 checkpoint; gates a 2-layer width-2 model can pass."""
+    params["data"].update(source=str(subset), text_column="text", label_column="sentiment",
+                          max_train_samples=None, max_eval_samples=None)  # fmt: skip
+    params["model"]["name"] = str(TINY_GPT2)
+    params["train"]["args"].update(num_train_epochs=2, per_device_train_batch_size=16, logging_steps=5)
+    params["evaluate"].update(min_accuracy=0.0, min_macro_f1=0.0, max_overfit_gap=1.0, max_loss_gap=1.0,
+                              min_improvement=0.0)  # fmt: skip
+
+
+def make_project(dest: Path) -> Project:
     for rel in tracked_files(ROOT):
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -94,4 +115,20 @@ def project(tmp_path: Path) -> Project:
     proj.run("git", "init", "-q")
     proj.run("git", "add", "-A")
     proj.run("git", "commit", "-qm", "copy of tuneops for a test")
+    return proj
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    return make_project(tmp_path / "project")
+
+
+@pytest.fixture
+def tiny_project(tmp_path: Path) -> Project:
+    """A project copy set up for the tiny model on a stratified subset of the real tweets."""
+    if not (TWEETS.is_dir() and TINY_GPT2.is_dir()):
+        pytest.skip(f"real data or tiny-gpt2 not found under {SHARED}")
+    proj = make_project(tmp_path / "project")
+    subset = tweet_subset(tmp_path / "tweets")
+    proj.set_params(lambda p: use_tiny_model(p, subset))
     return proj

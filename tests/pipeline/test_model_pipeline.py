@@ -1,0 +1,215 @@
+"""All six stages through `dvc repro` on real tweets with real checkpoints; the registry is real MLflow."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import GPT2_TOKENIZER, TINY_GPT2, TWEETS, Project, make_project, tweet_subset, use_tiny_model
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not (TWEETS.is_dir() and TINY_GPT2.is_dir()), reason="needs ../shared (data and tiny-gpt2)"),
+]
+MODEL = "tuneops-tweet-sentiment"
+
+
+def registry(project: Project):
+    from mlflow import MlflowClient
+
+    return MlflowClient(f"sqlite:///{project.path / 'mlflow.db'}")
+
+
+def champion_version(project: Project) -> str:
+    return str(registry(project).get_model_version_by_alias(MODEL, "champion").version)
+
+
+def versions(project: Project) -> list[str]:
+    return sorted(str(v.version) for v in registry(project).search_model_versions(f"name='{MODEL}'"))
+
+
+@pytest.fixture(scope="module")
+def registered(tmp_path_factory) -> Project:
+    """A project that has run the whole pipeline once: version 1 is the champion."""
+    tmp = tmp_path_factory.mktemp("e2e")
+    project = make_project(tmp / "project")
+    subset = tweet_subset(tmp / "tweets")
+    project.set_params(lambda p: use_tiny_model(p, subset))
+    result = project.dvc("repro")
+    assert project.ran(result) == ["ingest", "validate", "tokenize", "train", "evaluate", "register"]
+    return project
+
+
+def test_repro_registers_a_champion_with_its_evidence(registered):
+    path = registered.path
+    record = json.loads((path / "models" / "registered.json").read_text())
+    assert (record["name"], record["version"], record["alias"]) == (MODEL, "1", "champion")
+    assert champion_version(registered) == "1"
+    gate = json.loads((path / "reports" / "gate.json").read_text())
+    assert gate["verdict"] == "passed"
+    assert {c["check"] for c in gate["checks"]} == {"min_accuracy", "min_macro_f1", "max_overfit_gap",
+                                                   "max_loss_gap", "beats_champion"}  # fmt: skip
+    metrics = json.loads((path / "reports" / "metrics.json").read_text())
+    assert set(metrics["test"]["per_class"]) == {"negative", "neutral", "positive"}
+    assert sum(map(sum, metrics["test"]["confusion_matrix"])) == 150
+    assert (path / "reports" / "confusion_matrix.png").stat().st_size > 1000
+    history = json.loads((path / "reports" / "train_history.json").read_text())
+    assert [row["epoch"] for row in history] == [1.0, 2.0] and history[0]["validation_accuracy"] is not None
+    tokenization = json.loads((path / "reports" / "tokenization.json").read_text())
+    assert 10 < tokenization["splits"]["train"]["mean"] < 40 and tokenization["splits"]["train"]["truncation_rate"] == 0
+    candidate = json.loads((path / "models" / "candidate" / "config.json").read_text())
+    assert candidate["id2label"] == {"0": "negative", "1": "neutral", "2": "positive"}
+    assert (path / "models" / "candidate" / "model.safetensors").is_file()
+    run = registry(registered).get_run(record["run_id"])
+    assert run.data.tags["git_commit"] != "unknown" and "dvc.train.outs" in run.data.tags
+    assert "test_accuracy" in run.data.metrics
+
+    assert registered.ran(registered.dvc("repro")) == []  # nothing changed: nothing runs, nothing registered
+    assert versions(registered) == ["1"]
+
+
+def test_predict_from_the_registered_champion(registered):
+    result = registered.run("tuneops", "predict", "I love this so much", "worst day ever")
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["text"] for line in lines] == ["I love this so much", "worst day ever"]
+    assert all(line["label"] in ("negative", "neutral", "positive") for line in lines)
+    assert all(abs(sum(line["probabilities"].values()) - 1) < 1e-4 for line in lines)
+
+    texts = registered.path / "few.jsonl"
+    texts.write_text("".join(json.dumps({"text": t}) + "\n" for t in ["good", "bad", "ok then"]))
+    registered.run("tuneops", "predict", "--file", "few.jsonl", "--out", "preds.jsonl", "--model-version", "1")
+    assert len((registered.path / "preds.jsonl").read_text().splitlines()) == 3
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_answers_predict_and_health_and_rejects_oversize(registered):
+    import httpx
+
+    port = free_port()
+    server = subprocess.Popen(
+        ["tuneops", "serve", "--port", str(port), "--max-texts", "4", "--max-chars", "50"], cwd=registered.path,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                health = httpx.get(f"{base}/health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None, server.stdout.read()
+                assert time.monotonic() < deadline, "server did not start within 60 s"
+                time.sleep(0.2)
+        assert health.status_code == 200 and health.json()["model_uri"] == f"models:/{MODEL}@champion"
+        ok = httpx.post(f"{base}/predict", json=["so happy", "so sad"], timeout=10)
+        assert ok.status_code == 200 and len(ok.json()["predictions"]) == 2
+        assert set(ok.json()["predictions"][0]["probabilities"]) == {"negative", "neutral", "positive"}
+        wrapped = httpx.post(f"{base}/predict", json={"texts": ["so happy"]}, timeout=10)
+        assert wrapped.json()["predictions"] == ok.json()["predictions"][:1]
+        too_many = httpx.post(f"{base}/predict", json={"texts": ["a"] * 5}, timeout=10)
+        assert too_many.status_code == 413 and "too many texts: 5 > 4" in too_many.json()["detail"]
+        too_long = httpx.post(f"{base}/predict", json={"texts": ["fine", "x" * 51]}, timeout=10)
+        assert too_long.status_code == 413 and "text 1 is too long" in too_long.json()["detail"]
+        assert httpx.post(f"{base}/predict", json={"texts": "not a list"}, timeout=10).status_code == 422
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+def test_failed_gate_never_registers_or_moves_the_champion(registered):
+    registered.set_params(lambda p: p["evaluate"].update(min_accuracy=1.0))
+    result = registered.dvc("repro", check=False)
+    assert result.returncode != 0
+    assert "gate failed" in result.stderr and "min_accuracy: observed" in result.stderr
+    assert versions(registered) == ["1"] and champion_version(registered) == "1"
+
+    # a second model that passes the quality floor but does not beat the champion by min_improvement
+    def retrain_without_margin(p):
+        p["evaluate"].update(min_accuracy=0.0, min_improvement=0.5)
+        p["train"]["args"]["learning_rate"] = 1.0e-4
+
+    registered.set_params(retrain_without_margin)
+    result = registered.dvc("repro", check=False)
+    assert "train" in registered.ran(result) and result.returncode != 0
+    gate = json.loads((registered.path / "reports" / "gate.json").read_text())
+    failed = [c["check"] for c in gate["checks"] if not c["passed"]]
+    assert failed == ["beats_champion"]
+    assert versions(registered) == ["1"] and champion_version(registered) == "1"
+
+
+def test_interrupted_training_resumes_from_its_last_checkpoint(tiny_project):
+    def long_training(p):
+        p["train"]["args"].update(num_train_epochs=8)
+        p["train"]["early_stopping_patience"] = 100
+
+    tiny_project.set_params(long_training)
+    tiny_project.dvc("repro", "tokenize")
+    checkpoints = tiny_project.path / "models" / "checkpoints"
+    trainer = subprocess.Popen([sys.executable, "-m", "tasks.train"], cwd=tiny_project.path, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not list(checkpoints.glob("checkpoint-*/trainer_state.json")):
+            assert trainer.poll() is None, "training ended before its first checkpoint"
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.3)  # let the checkpoint finish writing, as a real kill would land mid-epoch
+    finally:
+        os.killpg(trainer.pid, signal.SIGKILL)
+        trainer.wait()
+    assert not (tiny_project.path / "models" / "candidate").exists()
+
+    result = tiny_project.dvc("repro", "train")
+    assert "resuming from models/checkpoints/checkpoint-" in result.stderr
+    state = json.loads(max(checkpoints.glob("checkpoint-*/trainer_state.json"), key=lambda p: p.stat().st_mtime)
+                       .read_text())  # fmt: skip
+    assert state["epoch"] == 8.0
+    assert (tiny_project.path / "models" / "candidate" / "model.safetensors").is_file()
+
+    tiny_project.set_params(lambda p: p["train"]["args"].update(learning_rate=2.0e-5))
+    result = tiny_project.dvc("repro", "train")
+    assert "starting fresh: data or params changed" in result.stderr
+
+
+def test_gpt2_from_config_with_the_real_tokenizer_trains_and_evaluates(tiny_project, tmp_path):
+    """GPT-2's own pad handling, end to end: no pad token in the tokenizer, pad = eos set by the pipeline."""
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    model_dir = tmp_path / "gpt2-small-random"  # saved like the Hub's `gpt2`: a language model, no class head
+    GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=64, n_head=4)).save_pretrained(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(GPT2_TOKENIZER)
+    assert tokenizer.pad_token is None  # the real GPT-2 tokenizer has none
+    tokenizer.save_pretrained(model_dir)
+    tiny_project.set_params(lambda p: p["model"].update(name=str(model_dir)))
+    tiny_project.dvc("repro", "evaluate")
+    config = json.loads((tiny_project.path / "models" / "candidate" / "config.json").read_text())
+    assert config["pad_token_id"] == 50256 and config["n_embd"] == 64
+    metrics = json.loads((tiny_project.path / "reports" / "metrics.json").read_text())
+    assert 0 <= metrics["test"]["accuracy"] <= 1 and metrics["test"]["loss"] > 0
+
+
+def test_lora_candidate_loads_for_inference_in_one_call(tiny_project):
+    from safetensors import safe_open
+    from transformers import AutoModelForSequenceClassification
+
+    tiny_project.set_params(lambda p: p["train"].update(method="lora"))
+    result = tiny_project.dvc("repro", "train")
+    assert "LoRA: training" in result.stderr
+    candidate = tiny_project.path / "models" / "candidate"
+    with safe_open(candidate / "model.safetensors", "pt") as weights:
+        assert not [k for k in weights.keys() if "lora" in k]  # adapters merged: no PEFT needed to serve
+    model = AutoModelForSequenceClassification.from_pretrained(candidate)
+    assert model.config.id2label == {0: "negative", 1: "neutral", 2: "positive"}

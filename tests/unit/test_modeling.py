@@ -1,0 +1,73 @@
+"""GPT-2's pad handling, and the proof that dynamic padding changes cost, not results."""
+
+import numpy as np
+import pytest
+import torch
+
+from tasks.modeling import length_sorted_batches, load_tokenizer, predict_logits, predict_texts
+from tests.conftest import GPT2_TOKENIZER
+
+TWEETS = [
+    " I`d have responded, if I were going",
+    "Sooo SAD I will miss you here in San Diego!!!",
+    "my boss is bullying me...",
+    " what interview! leave me alone",
+    "http://www.dothebouncy.com/smf - some shameless plugging for the best Rangers forum on earth",
+    "2am feedings for the baby are fun when he is all smiles and coos",
+]
+
+
+@pytest.fixture(scope="module")
+def gpt2():
+    if not GPT2_TOKENIZER.is_dir():
+        pytest.skip(f"real GPT-2 tokenizer not found at {GPT2_TOKENIZER}")
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    tokenizer = load_tokenizer(str(GPT2_TOKENIZER))
+    torch.manual_seed(0)
+    config = GPT2Config(n_layer=2, n_embd=64, n_head=4, num_labels=3, pad_token_id=tokenizer.pad_token_id)
+    return GPT2ForSequenceClassification(config).eval(), tokenizer
+
+
+def test_gpt2_tokenizer_pads_with_eos_on_the_right(gpt2):
+    _, tokenizer = gpt2
+    assert tokenizer("Hello world")["input_ids"] == [15496, 995]
+    assert tokenizer.pad_token_id == tokenizer.eos_token_id == 50256
+    assert tokenizer.padding_side == "right"
+
+
+def test_dynamic_padding_gives_the_logits_of_max_length_padding(gpt2):
+    model, tokenizer = gpt2
+    with torch.inference_mode():
+        seed_way = tokenizer(TWEETS, padding="max_length", max_length=1024, truncation=True, return_tensors="pt")
+        reference = model(**seed_way).logits.numpy()
+    encoded = tokenizer(TWEETS)["input_ids"]
+    dynamic = predict_logits(model, tokenizer, encoded, batch_size=4)  # length-sorted, padded per batch
+    assert seed_way["input_ids"].shape[1] == 1024 and max(map(len, encoded)) < 30
+    np.testing.assert_allclose(dynamic, reference, atol=1e-4)
+
+
+def test_classifier_reads_the_last_real_token_not_a_pad(gpt2):
+    model, tokenizer = gpt2
+    with torch.inference_mode():
+        alone = model(**tokenizer(TWEETS[2:3], return_tensors="pt")).logits
+        padded = model(**tokenizer(TWEETS[2:4], padding=True, return_tensors="pt")).logits[0:1]
+    torch.testing.assert_close(alone, padded, atol=1e-5, rtol=0)
+
+
+def test_predictions_keep_input_order_and_are_probabilities(gpt2):
+    model, tokenizer = gpt2
+    model.config.id2label = {0: "negative", 1: "neutral", 2: "positive"}
+    results = predict_texts(model, tokenizer, TWEETS + [""], max_length=128, batch_size=3)
+    assert len(results) == len(TWEETS) + 1
+    singles = [predict_texts(model, tokenizer, [t], max_length=128)[0] for t in TWEETS[:2]]
+    assert [r["label"] for r in results[:2]] == [s["label"] for s in singles]
+    for r in results:
+        assert set(r["probabilities"]) == {"negative", "neutral", "positive"}
+        assert abs(sum(r["probabilities"].values()) - 1) < 1e-4
+
+
+def test_length_sorted_batches_cover_every_index_once():
+    batches = length_sorted_batches([5, 1, 9, 3, 7], batch_size=2)
+    assert sorted(np.concatenate(batches).tolist()) == [0, 1, 2, 3, 4]
+    assert batches[0].tolist() == [1, 3]
