@@ -40,6 +40,50 @@ def cmd_serve(args: argparse.Namespace) -> None:
     serve(model, tokenizer, about, args.host, args.port, args.max_texts, args.max_chars)
 
 
+@command
+def cmd_run(args: argparse.Namespace) -> None:
+    import os
+    import sys
+
+    from flows.retrain import retrain
+
+    if not os.environ.get("PREFECT_API_URL"):
+        print("no PREFECT_API_URL: using Prefect's temporary server (runs are not kept after this command)",
+              file=sys.stderr)  # fmt: skip
+    state = retrain(params_path=str(args.params), return_state=True)
+    print(f"retrain: {state.name}: {state.message}", file=sys.stderr)
+    if not state.is_completed():
+        raise SystemExit(1)
+
+
+@command
+def cmd_schedule(args: argparse.Namespace) -> None:
+    import os
+    import sys
+
+    from tasks.common import UserError
+
+    cron = args.cron or load_params(args.params).flow.schedule
+    if not cron:
+        raise UserError("no schedule: pass --cron or set flow.schedule in params.yaml")
+    if not os.environ.get("PREFECT_API_URL"):
+        print("warning: no PREFECT_API_URL, so this schedule lives only as long as this process. Start "
+              "`prefect server start` and `export PREFECT_API_URL=http://127.0.0.1:4200/api`.", file=sys.stderr)  # fmt: skip
+    from flows.retrain import retrain
+
+    retrain.serve(name=args.name, cron=cron, parameters={"params_path": str(args.params)},
+                  description=f"Scheduled retraining ({cron}) of the dvc.yaml pipeline in {os.getcwd()}")  # fmt: skip
+
+
+@command
+def cmd_status(args: argparse.Namespace) -> None:
+    from flows.ops import champion_line, recent_runs
+
+    for line in recent_runs(args.limit):
+        print(line)
+    print(champion_line(load_params(args.params).register_))
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="tuneops",
@@ -63,6 +107,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--model-version", type=int, help="a registered version instead of the champion alias")
     s.add_argument("--max-texts", type=int, default=256, help="most texts in one request (default: %(default)s)")
     s.add_argument("--max-chars", type=int, default=2000, help="longest text accepted (default: %(default)s)")
+    sub.add_parser("run", help="run the retrain flow once (Prefect over the DVC stages)")
+    c = sub.add_parser("schedule", help="serve a scheduled deployment of the retrain flow (blocks; Ctrl-C stops)")
+    c.add_argument("--cron", help="cron schedule, e.g. '0 3 * * *' (default: flow.schedule in params.yaml)")
+    c.add_argument("--name", default="retrain-scheduled", help="deployment name (default: %(default)s)")
+    st = sub.add_parser("status", help="the last retrain runs and their verdicts, and the current champion")
+    st.add_argument("--limit", type=int, default=10, help="how many runs (default: %(default)s)")
     return root
 
 

@@ -136,6 +136,7 @@ class FlowParams(Strict):
     review_timeout: int = Field(gt=0)
     schedule: str | None
     push: bool
+    workspace_lock_timeout: float = Field(gt=0)
     ingest_retries: int = Field(ge=0)
     ingest_retry_delay_seconds: float = Field(ge=0)
 

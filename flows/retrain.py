@@ -1,0 +1,184 @@
+"""The Prefect flow `retrain`: every dvc.yaml stage as a task, run through DVC, with a human review of
+data quality before training, one run per workspace at a time, and a DVC push after a registration.
+
+    tuneops run                         (once; Prefect's temporary server when no PREFECT_API_URL is set)
+    tuneops schedule --cron "0 3 * * *" (a served deployment against `prefect server start`)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.concurrency.sync import concurrency
+from prefect.input import RunInput
+from prefect.states import Completed, Failed
+
+from flows import reports
+from flows.stages import StageFailed, TransientStageFailure, dvc_stages, repro
+from tasks.common import UserError, write_json
+from tasks.config import FlowParams, load_params
+
+REVIEW_RECORD = Path("reports") / "data_review.json"
+REVIEW_POLL_S = 2
+
+
+class ReviewDecision(RunInput):
+    """Shown in the Prefect UI when the run pauses for a data-quality review."""
+
+    approve: bool
+    comment: str = ""
+
+
+def _only_transient(task_, task_run, state) -> bool:
+    """Retry ingest on a flaky Hub or network share, never on a mistake in the user's data."""
+    try:
+        state.result()
+    except TransientStageFailure:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@task(name="dvc-stage", cache_policy=NO_CACHE, persist_result=False)  # DVC caches; Prefect must not
+def stage_task(stage: str) -> dict:
+    return vars(repro(stage, get_run_logger()))
+
+
+def workspace_lock_name() -> str:
+    return "tuneops-workspace-" + hashlib.sha1(str(Path.cwd().resolve()).encode()).hexdigest()[:12]
+
+
+def ensure_workspace_limit(name: str) -> None:
+    """`concurrency()` silently runs unlimited when its limit does not exist: create it first."""
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(name, limit=1)
+
+
+def review_needed(policy: str, records: list[dict], manifest_sha: str) -> bool:
+    """Ask a person unless policy says never, or this exact data was approved before."""
+    if policy == "never":
+        return False
+    if REVIEW_RECORD.is_file() and json.loads(REVIEW_RECORD.read_text()).get("approved_manifest") == manifest_sha:
+        return False
+    return policy == "always" or any(not r["passed"] for r in records)
+
+
+def review(params: FlowParams, records: list[dict], manifest_sha: str) -> str | None:
+    """Pause for a person to read the data-quality report; return why the run must stop, or None."""
+    from prefect.exceptions import FlowPauseTimeout
+    from prefect.flow_runs import pause_flow_run
+
+    log = get_run_logger()
+    failed = [f"{r['check']} on {r['split']}: {r['observed']} vs {r['threshold']}" for r in records if not r["passed"]]
+    docs = (Path("reports") / "data_quality" / "index.html").resolve()
+    note = (f"Review the data before training. Data Docs: file://{docs}\n\n"
+            + ("Failed warnings:\n" + "\n".join(f"- {f}" for f in failed) if failed else "All checks passed."))  # fmt: skip
+    log.warning("paused for data review (timeout %d s); approve or reject in the Prefect UI", params.review_timeout)
+    try:
+        decision = pause_flow_run(wait_for_input=ReviewDecision.with_initial_data(description=note, approve=False),
+                                  timeout=params.review_timeout, poll_interval=REVIEW_POLL_S)  # fmt: skip
+    except FlowPauseTimeout:
+        return f"data review timed out after {params.review_timeout} s: nothing trained"
+    write_json(REVIEW_RECORD, {"approved_manifest": manifest_sha if decision.approve else None,
+                               "approve": decision.approve, "comment": decision.comment, "at": time.time()})  # fmt: skip
+    if not decision.approve:
+        return f"data rejected in review{': ' + decision.comment if decision.comment else ''}: nothing trained"
+    log.info("data approved in review%s", f": {decision.comment}" if decision.comment else "")
+    return None
+
+
+def push(log) -> str | None:
+    """`dvc push` of every DVC-tracked output; return the reason it failed, or None."""
+    from flows.stages import stream
+
+    code, lines = stream(["dvc", "push"], "push", log)
+    return None if code == 0 else (lines[-1] if lines else "dvc push failed")
+
+
+def run_stage(stage: str, params: FlowParams) -> dict:
+    if stage == "ingest":  # the only stage that reaches out (Hub, network shares)
+        retried = stage_task.with_options(retries=params.ingest_retries, retry_condition_fn=_only_transient,
+                                          retry_delay_seconds=params.ingest_retry_delay_seconds)  # fmt: skip
+        return retried(stage)
+    return stage_task(stage)
+
+
+AFTER_STAGE = {"validate": [reports.data_quality], "evaluate": [reports.metrics, reports.gate]}
+
+
+def run_pipeline(params: FlowParams) -> Any:
+    log = get_run_logger()
+    summary: dict[str, Any] = {"ran": [], "skipped": [], "verdict": None, "registered": None}
+    for stage in dvc_stages():
+        try:
+            result = run_stage(stage, params)
+        except StageFailed as exc:
+            for publish in AFTER_STAGE.get(stage, []):
+                publish()
+            log.error("%s", exc)
+            return Failed(message=str(exc), data=summary)
+        summary[result["status"]].append(stage)
+        for publish in AFTER_STAGE.get(stage, []):
+            publish()
+        if stage == "validate":
+            records = json.loads(Path("reports/data_quality.json").read_text())
+            manifest = json.loads(Path("reports/data_quality_verdict.json").read_text())["manifest_sha256"]
+            stop = review(params, records, manifest) if review_needed(params.review_data, records, manifest) else None
+            if stop:
+                return Failed(message=stop, data=summary)
+    return finish(summary, params, log)
+
+
+def finish(summary: dict[str, Any], params: FlowParams, log) -> Any:
+    gate = json.loads(Path("reports/gate.json").read_text()) if Path("reports/gate.json").is_file() else None
+    summary["verdict"] = gate and gate["verdict"]
+    if "register" not in summary["ran"]:
+        message = "nothing changed: no stage ran" if not summary["ran"] else "no new registration (register skipped)"
+        log.info("%s; summary: %s", message, summary)
+        return Completed(message=message, data=summary)
+    record = reports.registration()
+    summary["registered"] = {k: record[k] for k in ("name", "version", "alias")}
+    message = f"registered {record['name']} v{record['version']} as {record['alias']}"
+    if params.push:
+        failed = push(log)
+        if failed:
+            return Failed(message=f"{message}, but dvc push failed: {failed} (the registration stands; "
+                          "run `dvc push` again)", data=summary)  # fmt: skip
+        message += "; data and model pushed to the DVC remote"
+    log.info("%s; summary: %s", message, summary)
+    return Completed(message=message, data=summary)
+
+
+@flow(name="retrain", persist_result=False)
+def retrain(params_path: str = "params.yaml") -> Any:
+    """Run the dvc.yaml pipeline; DVC's cache decides which stages rerun."""
+    log = get_run_logger()
+    try:
+        params = load_params(Path(params_path)).flow
+    except UserError as exc:
+        return Failed(message=str(exc))
+    lock = workspace_lock_name()
+    ensure_workspace_limit(lock)
+    log.info("waiting for workspace lock %s (another retrain run may hold it)", lock)
+    try:
+        with concurrency(lock, occupy=1, timeout_seconds=params.workspace_lock_timeout, strict=True):
+            return run_pipeline(params)
+    except TimeoutError:
+        return Failed(message=f"another retrain run held workspace {Path.cwd()} for over "
+                      f"{params.workspace_lock_timeout:.0f} s (flow.workspace_lock_timeout); nothing ran")  # fmt: skip
+
+
+if __name__ == "__main__":
+    state = retrain(return_state=True)
+    print(state.message, file=sys.stderr)
+    sys.exit(0 if state.is_completed() else 1)
