@@ -1,4 +1,6 @@
-# Shortcuts for the commands in README.md.
+# Shortcuts for the commands in README.md. The venv's bin comes first on PATH, so the `python` that
+# dvc.yaml's stage commands call is the venv's even when it is not activated.
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
 .PHONY: install run test test-fast lint bench
 
 install:  ## a virtualenv with the CPU build of torch and tuneops

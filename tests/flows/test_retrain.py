@@ -1,0 +1,179 @@
+"""The retrain flow on a real Prefect API (prefect_test_harness), real DVC, tiny-gpt2 and real tweets."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+
+from tests.conftest import TINY_GPT2, TWEETS, Project, make_project, tweet_subset, use_tiny_model
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not (TWEETS.is_dir() and TINY_GPT2.is_dir()), reason="needs ../shared (data and tiny-gpt2)"),
+]
+MODEL = "tuneops-tweet-sentiment"
+
+
+@pytest.fixture(scope="module")
+def api():
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield PREFECT_API_URL.value()
+
+
+@pytest.fixture(scope="module")
+def workspace(api, tmp_path_factory) -> Project:
+    tmp = tmp_path_factory.mktemp("flow")
+    project = make_project(tmp / "project")
+    subset = tweet_subset(tmp / "tweets")
+
+    def setup(p):
+        use_tiny_model(p, subset)
+        p["flow"].update(review_data="never")
+
+    project.set_params(setup)
+    return project
+
+
+@pytest.fixture
+def in_workspace(workspace, monkeypatch) -> Project:
+    monkeypatch.chdir(workspace.path)
+    return workspace
+
+
+def run_flow():
+    from flows.retrain import retrain
+
+    return retrain(return_state=True)
+
+
+def artifact_keys(flow_run_id) -> set[str]:
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    return {a.key for a in found}
+
+
+def champion(project: Project) -> str:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{project.path / 'mlflow.db'}")
+    return str(client.get_model_version_by_alias(MODEL, "champion").version)
+
+
+def test_flow_runs_every_stage_then_nothing_when_nothing_changed(in_workspace):
+    state = run_flow()
+    assert state.is_completed(), state.message
+    summary = state.result()
+    assert summary["ran"] == ["ingest", "validate", "tokenize", "train", "evaluate", "register"]
+    assert summary["verdict"] == "passed" and summary["registered"]["version"] == "1"
+    assert "pushed to the DVC remote" in state.message
+    assert (in_workspace.path.parent / "tuneops-dvc-remote" / "files" / "md5").is_dir()  # the default remote
+    assert {"data-quality", "data-quality-summary", "metrics", "gate", "registered-model"} <= artifact_keys(
+        state.state_details.flow_run_id
+    )
+
+    again = run_flow()
+    assert again.is_completed() and again.message == "nothing changed: no stage ran"
+    assert again.result()["skipped"] == summary["ran"] and again.result()["registered"] is None
+    assert champion(in_workspace) == "1"
+
+
+def test_changing_a_train_param_reruns_train_evaluate_register_only(in_workspace):
+    in_workspace.set_params(lambda p: p["train"]["args"].update(learning_rate=3.0e-5))
+    state = run_flow()
+    assert state.is_completed(), state.message
+    summary = state.result()
+    assert summary["ran"] == ["train", "evaluate", "register"]
+    assert summary["skipped"] == ["ingest", "validate", "tokenize"]
+    assert champion(in_workspace) == summary["registered"]["version"] == "2"
+
+
+def test_gate_failure_fails_the_run_with_reasons_and_keeps_the_champion(in_workspace):
+    in_workspace.set_params(lambda p: p["evaluate"].update(min_accuracy=1.0))
+    state = run_flow()
+    assert state.is_failed()
+    assert state.message.startswith("register: gate failed") and "min_accuracy: observed" in state.message
+    assert champion(in_workspace) == "2"
+    in_workspace.set_params(lambda p: p["evaluate"].update(min_accuracy=0.0))
+
+
+def paused_run_id(timeout: float = 120):
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.objects import StateType
+
+    paused = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])))
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            runs = client.read_flow_runs(flow_run_filter=paused)
+            if runs:
+                return runs[0].id
+            time.sleep(0.5)
+    raise AssertionError("the flow never paused for review")
+
+
+def run_with_review(decision: dict):
+    from prefect.flow_runs import resume_flow_run
+
+    result = {}
+    runner = threading.Thread(target=lambda: result.update(state=run_flow()))
+    runner.start()
+    resume_flow_run(paused_run_id(), run_input=decision)
+    runner.join(timeout=300)
+    return result["state"]
+
+
+def test_review_pauses_and_approval_continues_to_registration(in_workspace):
+    def review_always(p):
+        p["flow"].update(review_data="always")
+        p["train"]["args"].update(learning_rate=4.0e-5)
+
+    in_workspace.set_params(review_always)
+    state = run_with_review({"approve": True, "comment": "looks fine"})
+    assert state.is_completed(), state.message
+    assert state.result()["ran"] == ["train", "evaluate", "register"]
+    record = json.loads((in_workspace.path / "reports" / "data_review.json").read_text())
+    assert record["approve"] is True and record["comment"] == "looks fine"
+
+
+def test_review_rejection_stops_before_tokenize(in_workspace):
+    in_workspace.set_params(lambda p: p["data"].update(seed=3))  # new data: needs a new review
+    before = (in_workspace.path / "data" / "processed").stat().st_mtime
+    state = run_with_review({"approve": False, "comment": "mojibake"})
+    assert state.is_failed() and state.message == "data rejected in review: mojibake: nothing trained"
+    assert (in_workspace.path / "data" / "processed").stat().st_mtime == before
+    in_workspace.set_params(lambda p: p["flow"].update(review_data="never"))
+
+
+def test_two_runs_at_once_never_run_stages_together(in_workspace):
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    in_workspace.set_params(lambda p: p["data"].update(seed=42))
+    first = run_flow()  # settle the workspace, so both runs below are quick
+    states: list = []
+    runners = [threading.Thread(target=lambda: states.append(run_flow())) for _ in range(2)]
+    for runner in runners:
+        runner.start()
+    for runner in runners:
+        runner.join(timeout=300)
+    assert first.is_completed() and len(states) == 2 and all(s.is_completed() for s in states)
+    spans = []
+    with get_client(sync_client=True) as client:
+        for state in states:
+            run_filter = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+            tasks = client.read_task_runs(flow_run_filter=run_filter)
+            spans.append((min(t.start_time for t in tasks), max(t.end_time for t in tasks)))
+    (a_start, a_end), (b_start, b_end) = sorted(spans)
+    assert a_end <= b_start, f"stages of two runs overlapped: {spans}"
