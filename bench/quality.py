@@ -61,9 +61,8 @@ def main() -> None:
     metrics = json.loads((work / "reports" / "metrics.json").read_text())
     runtime = re.findall(r"'train_runtime': '([\d.]+)'", result.stdout + result.stderr)
     print(f"workdir             {work}")
-    print(
-        f"train rows          {json.loads((work / 'reports' / 'tokenization.json').read_text())['splits']['train']['rows']}"
-    )
+    tokenization = json.loads((work / "reports" / "tokenization.json").read_text())
+    print(f"train rows          {tokenization['splits']['train']['rows']}")
     print(f"train runtime       {float(runtime[-1]) if runtime else float('nan'):.0f} s")
     print(f"pipeline wall time  {total:.0f} s")
     print(f"test accuracy       {metrics['test']['accuracy']:.4f}   (majority class: 0.4046)")

@@ -81,16 +81,17 @@ def review(params: FlowParams, records: list[dict], manifest_sha: str) -> str | 
     log = get_run_logger()
     failed = [f"{r['check']} on {r['split']}: {r['observed']} vs {r['threshold']}" for r in records if not r["passed"]]
     docs = (Path("reports") / "data_quality" / "index.html").resolve()
-    note = (f"Review the data before training. Data Docs: file://{docs}\n\n"
-            + ("Failed warnings:\n" + "\n".join(f"- {f}" for f in failed) if failed else "All checks passed."))  # fmt: skip
+    findings = "Failed warnings:\n" + "\n".join(f"- {f}" for f in failed) if failed else "All checks passed."
+    note = f"Review the data before training. Data Docs: file://{docs}\n\n{findings}"
     log.warning("paused for data review (timeout %d s); approve or reject in the Prefect UI", params.review_timeout)
     try:
         decision = pause_flow_run(wait_for_input=ReviewDecision.with_initial_data(description=note, approve=False),
                                   timeout=params.review_timeout, poll_interval=REVIEW_POLL_S)  # fmt: skip
     except FlowPauseTimeout:
         return f"data review timed out after {params.review_timeout} s: nothing trained"
-    write_json(REVIEW_RECORD, {"approved_manifest": manifest_sha if decision.approve else None,
-                               "approve": decision.approve, "comment": decision.comment, "at": time.time()})  # fmt: skip
+    approved = manifest_sha if decision.approve else None
+    record = {"approved_manifest": approved, "approve": decision.approve, "comment": decision.comment}
+    write_json(REVIEW_RECORD, {**record, "at": time.time()})
     if not decision.approve:
         return f"data rejected in review{': ' + decision.comment if decision.comment else ''}: nothing trained"
     log.info("data approved in review%s", f": {decision.comment}" if decision.comment else "")

@@ -67,8 +67,9 @@ def cmd_schedule(args: argparse.Namespace) -> None:
     if not cron:
         raise UserError("no schedule: pass --cron or set flow.schedule in params.yaml")
     if not os.environ.get("PREFECT_API_URL"):
-        print("warning: no PREFECT_API_URL, so this schedule lives only as long as this process. Start "
-              "`prefect server start` and `export PREFECT_API_URL=http://127.0.0.1:4200/api`.", file=sys.stderr)  # fmt: skip
+        hint = "start `prefect server start` and `export PREFECT_API_URL=http://127.0.0.1:4200/api`"
+        print(f"warning: no PREFECT_API_URL, so this schedule lives only as long as this process; {hint}",
+              file=sys.stderr)  # fmt: skip
     from flows.retrain import retrain
 
     retrain.serve(name=args.name, cron=cron, parameters={"params_path": str(args.params)},
