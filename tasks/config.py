@@ -91,8 +91,8 @@ class TrainingArgs(Strict):
     max_grad_norm: float = Field(gt=0)
     seed: int
     train_sampling_strategy: Literal["random", "sequential", "group_by_length"]
-    eval_strategy: Literal["epoch", "steps"]
-    save_strategy: Literal["epoch", "steps"]
+    eval_strategy: Literal["no", "epoch", "steps"]
+    save_strategy: Literal["no", "epoch", "steps"]
     save_total_limit: int = Field(gt=0)
     load_best_model_at_end: bool
     metric_for_best_model: Literal["accuracy", "macro_f1", "loss"]
@@ -101,6 +101,7 @@ class TrainingArgs(Strict):
     dataloader_num_workers: int = Field(ge=0)
     torch_compile: bool
     bf16: bool
+    gradient_checkpointing: bool
     eval_steps: int | None = Field(default=None, gt=0)
     save_steps: int | None = Field(default=None, gt=0)
 

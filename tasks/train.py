@@ -23,7 +23,7 @@ import numpy as np
 
 from tasks.common import run_main, stage_parser, staged_dir, write_json
 from tasks.config import ModelParams, Params, RegisterParams, TokenizeParams, TrainParams, load_params
-from tasks.modeling import configure_padding, load_classifier, load_tokenizer, set_threads
+from tasks.modeling import configure_padding, load_classifier, load_tokenizer, native_bf16, set_threads
 
 log = logging.getLogger("tuneops.train")
 FINGERPRINT = "fingerprint.json"
@@ -85,17 +85,25 @@ def build_trainer(net: Any, tokenizer: Any, datasets: Any, train: TrainParams, o
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainingArguments
 
     set_threads(train.num_threads)
+    settings = train.args.model_dump(exclude_none=True)
+    if settings["bf16"] and not native_bf16():  # emulated bf16 is several times slower than fp32
+        log.warning("bf16: this machine has no native bf16 (AMX/AVX512-BF16 or a bf16 GPU): training in fp32")
+        settings["bf16"] = False
     args = TrainingArguments(
         output_dir=str(output_dir), report_to=report_to or [], use_cpu=not _has_accelerator(),
-        greater_is_better=train.args.metric_for_best_model != "loss", disable_tqdm=False,
-        **train.args.model_dump(exclude_none=True),
+        greater_is_better=train.args.metric_for_best_model != "loss", disable_tqdm=False, **settings,
     )  # fmt: skip
     callbacks = [EarlyStoppingCallback(train.early_stopping_patience)] if "validation" in datasets else []
-    return Trainer(
+    trainer = Trainer(
         model=net, args=args, train_dataset=datasets["train"], eval_dataset=datasets.get("validation"),
         data_collator=DataCollatorWithPadding(tokenizer),  # pads each batch to its own longest input
         processing_class=tokenizer, compute_metrics=classification_metrics, callbacks=callbacks,
     )  # fmt: skip
+    # transformers 5 sees GPT-2's **kwargs and expects the model to divide its loss by the items in the whole
+    # accumulated batch; a sequence classifier averages its own loss instead, so the Trainer would skip its
+    # division by gradient_accumulation_steps: gradients and logged loss would grow with accumulation.
+    trainer.model_accepts_loss_kwargs = False
+    return trainer
 
 
 def _has_accelerator() -> bool:

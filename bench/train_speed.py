@@ -1,0 +1,218 @@
+"""Training speed, side by side: (a) the seed recipe vs (b) the project's `train` stage, on this CPU.
+
+    python bench/train_speed.py [--also fp32,checkpointing,compile]   (needs ../shared; minutes on 2 cores)
+
+Model: GPT2ForSequenceClassification(GPT2Config(num_labels=3)), random init (the pretrained weights cost the
+same compute). Data: 1,000 real tweets, the real GPT-2 tokenizer.
+(a) the seed tutorial: padding="max_length" (1,024 tokens), per_device_train_batch_size=1,
+    gradient_accumulation_steps=4, through the transformers Trainer.
+(b) tasks.train.build_trainer with params.yaml's `train` section and tasks.tokenize.encode: the stage's code.
+Each side runs in its own process (so peak RSS is its own), warms up, then is timed over a fixed number of
+optimizer steps. Throughput counts real (non-pad) tokens. MFU of (b) = 6 x non-embedding params x real
+tokens/s over a dense fp32 matmul FLOP/s measured here, in this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SHARED = ROOT.parent / "shared"
+TWEETS = SHARED / "data" / "tweet_sentiment_extraction" / "train.csv"
+TOKENIZER = SHARED / "models" / "gpt2-tokenizer"
+# (warm-up, measured) optimizer steps: the seed takes ~25 s a step here, the stage ~1-2 s.
+STEPS = {"a": (1, 3), "b": (3, 20)}
+# Levers measured beside (b): each is (b) with these training arguments changed.
+PRESETS = {
+    "fp32": {"bf16": False},
+    "checkpointing": {"gradient_checkpointing": True},
+    "compile": {"torch_compile": True},
+    "batch64": {"per_device_train_batch_size": 64},
+    "batch16x2": {"per_device_train_batch_size": 16, "gradient_accumulation_steps": 2},
+}
+
+
+def tweets(n: int = 1000):
+    import pandas as pd
+
+    df = pd.read_csv(TWEETS, dtype=str, keep_default_na=False)
+    df = df[df["text"].str.strip() != ""].sample(n=n, random_state=42)
+    labels = ["negative", "neutral", "positive"]
+    return df.assign(label=df["sentiment"].map(labels.index))[["text", "label"]].reset_index(drop=True)
+
+
+def matmul_flops(n: int = 3072, reps: int = 8, dtype: str = "float32") -> float:
+    """Dense matmul FLOP/s on this machine, with the threads training uses (best of 3)."""
+    import torch
+
+    from tasks.modeling import set_threads
+
+    set_threads(None)
+    a, b = torch.randn(n, n, dtype=getattr(torch, dtype)), torch.randn(n, n, dtype=getattr(torch, dtype))
+    a @ b
+    best = 0.0
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        best = max(best, 2 * n**3 * reps / (time.perf_counter() - start))
+    return best
+
+
+class Timer:
+    """A TrainerCallback that notes the clock and tokens seen after the warm-up and at the end."""
+
+    def __init__(self, warmup: int):
+        from transformers import TrainerCallback
+
+        timer = self
+
+        class _CB(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                if state.global_step == warmup:
+                    timer.start, timer.tokens0 = time.perf_counter(), state.num_input_tokens_seen
+                timer.end, timer.tokens1 = time.perf_counter(), state.num_input_tokens_seen
+
+        self.callback = _CB()
+
+
+def gpt2_small(tokenizer):
+    import torch
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    torch.manual_seed(0)
+    return GPT2ForSequenceClassification(GPT2Config(num_labels=3, pad_token_id=tokenizer.pad_token_id))
+
+
+def seed_trainer(model, tokenizer, df, out: Path, steps: int, **hyper):
+    """The seed tutorial's recipe, as it wrote it (`hyper`: the learning-equivalence test aligns these)."""
+    from datasets import Dataset
+    from transformers import Trainer, TrainingArguments
+
+    enc = tokenizer(df["text"].tolist(), padding="max_length", max_length=1024, truncation=True)
+    data = Dataset.from_dict({**enc, "labels": df["label"].tolist()})
+    args = TrainingArguments(output_dir=str(out), per_device_train_batch_size=1, gradient_accumulation_steps=4,
+                             max_steps=steps, save_strategy="no", report_to=[], use_cpu=True, logging_steps=1,
+                             include_num_input_tokens_seen="non_padding", disable_tqdm=True, **hyper)  # fmt: skip
+    return Trainer(model=model, args=args, train_dataset=data)
+
+
+def stage_trainer(model, tokenizer, df, out: Path, steps: int, overrides: dict | None = None):
+    """The train stage's own code path and params.yaml configuration; only the run length is the bench's."""
+    from datasets import Dataset
+
+    from tasks.config import load_params
+    from tasks.tokenize import encode
+    from tasks.train import build_trainer
+
+    params = load_params(ROOT / "params.yaml")
+    columns, _ = encode(df, tokenizer, params.tokenize.max_length)
+    args = params.train.args.model_copy(update={
+        "max_steps": steps, "eval_strategy": "no", "save_strategy": "no", "load_best_model_at_end": False,
+        **(overrides or {}),
+    })  # fmt: skip
+    trainer = build_trainer(model, tokenizer, {"train": Dataset.from_dict(columns)},
+                            params.train.model_copy(update={"args": args}), out)  # fmt: skip
+    trainer.args.include_num_input_tokens_seen = "non_padding"
+    trainer.args.disable_tqdm = True
+    return trainer
+
+
+def run_side(side: str, overrides: dict | None = None) -> dict:
+    """One side in this process: returns throughput and this process's peak RSS."""
+    from tasks.modeling import load_tokenizer, set_threads
+
+    set_threads(None)
+    tokenizer = load_tokenizer(str(TOKENIZER))
+    df = tweets()
+    warmup, measured = STEPS[side]
+    with tempfile.TemporaryDirectory() as out:
+        model = gpt2_small(tokenizer)
+        if side == "a":
+            trainer = seed_trainer(model, tokenizer, df, Path(out), warmup + measured)
+        else:
+            trainer = stage_trainer(model, tokenizer, df, Path(out), warmup + measured, overrides)
+        timer = Timer(warmup)
+        trainer.add_callback(timer.callback)
+        trainer.train()
+    args = trainer.args
+    samples = measured * args.per_device_train_batch_size * args.gradient_accumulation_steps
+    seconds = timer.end - timer.start
+    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    non_embedding = sum(
+        p.numel() for n, p in model.named_parameters() if not n.startswith(("transformer.wte", "transformer.wpe"))
+    )
+    return {
+        "side": side, "samples_per_s": samples / seconds, "tokens_per_s": (timer.tokens1 - timer.tokens0) / seconds,
+        "seconds": seconds, "samples": samples,
+        "batch": f"{args.per_device_train_batch_size}x{args.gradient_accumulation_steps}",
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
+        "non_embedding_params": non_embedding, "bf16": bool(args.bf16), "last_loss": losses[-1] if losses else None,
+    }  # fmt: skip
+
+
+def spawn(side: str, overrides: dict | None = None) -> dict:
+    cmd = [sys.executable, __file__, "--side", side] + [
+        f"--set={k}={json.dumps(v)}" for k, v in (overrides or {}).items()
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"side {side} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def report(a: dict, b: dict, peak: float, peak_bf16: float, extra: dict[str, dict]) -> None:
+    def mfu(r: dict) -> float:
+        return 6 * r["non_embedding_params"] * r["tokens_per_s"] / peak
+
+    print(f"dense fp32 matmul on this machine: {peak / 1e9:.0f} GFLOP/s")
+    print(f"{'side':<34}{'batch':>7}{'samples/s':>11}{'tokens/s':>10}{'peak RSS':>10}{'MFU':>7}")
+    rows = [("(a) seed: pad 1024, bs 1 x acc 4", a), ("(b) train stage (params.yaml)", b)]
+    rows += [(f"(b) with {name}", r) for name, r in extra.items()]
+    for name, r in rows:
+        print(f"{name:<34}{r['batch']:>7}{r['samples_per_s']:>11.2f}{r['tokens_per_s']:>10.0f}"
+              f"{r['peak_rss_gb']:>8.2f}GB{mfu(r):>7.0%}")  # fmt: skip
+    print(f"ratio b/a (samples/s): {b['samples_per_s'] / a['samples_per_s']:.1f}x   (target >= 60x)")
+    print(f"MFU of (b): {mfu(b):.1%} of the measured fp32 matmul rate   (target >= 55%)")
+    if b["bf16"]:
+        print(
+            f"  (b) runs bf16 matmuls; against this CPU's bf16 matmul rate ({peak_bf16 / 1e9:.0f} GFLOP/s, AMX) "
+            f"its MFU is {mfu(b) * peak / peak_bf16:.1%}"
+        )
+    print(f"peak RSS of (b): {b['peak_rss_gb']:.2f} GB   (target <= 3 GB)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--also", default="", help=f"extra (b) runs, comma-separated: {', '.join(PRESETS)}")
+    parser.add_argument("--side", choices=["a", "b"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="ARG=VALUE",
+        help="with --side b: try a training argument (e.g. per_device_train_batch_size=64)",
+    )
+    args = parser.parse_args()
+    if args.side:
+        overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
+        print(json.dumps(run_side(args.side, overrides)))
+        return
+    if not (TWEETS.is_file() and TOKENIZER.is_dir()):
+        sys.exit(f"needs the real data and tokenizer under {SHARED}")
+    peak, peak_bf16 = matmul_flops(), matmul_flops(dtype="bfloat16")
+    a, b = spawn("a"), spawn("b")
+    extra = {name: spawn("b", PRESETS[name]) for name in args.also.split(",") if name}
+    report(a, b, peak, peak_bf16, extra)
+
+
+if __name__ == "__main__":
+    main()
