@@ -101,36 +101,19 @@ def row_expectations(split: str, p: ValidateParams, n_labels: int) -> list[Any]:
     return exps
 
 
+def _bound(kind: str, check: str, c: Check, column: str, bound: str) -> Any:
+    """A table-level expectation: `column`'s min or max (`bound` = min_value | max_value) held to c.threshold."""
+    return _exp(kind, check, c.severity, c.threshold, column=column, **{bound: c.threshold})
+
+
 def share_expectations(split: str, p: ValidateParams) -> list[Any]:
     exps = [
-        _exp(
-            "ExpectColumnMinToBeBetween",
-            "min_class_share",
-            p.min_class_share.severity,
-            p.min_class_share.threshold,
-            column="share",
-            min_value=p.min_class_share.threshold,
-        ),
-        _exp(
-            "ExpectColumnMaxToBeBetween",
-            "max_class_ratio",
-            p.max_class_ratio.severity,
-            p.max_class_ratio.threshold,
-            column="ratio_to_smallest",
-            max_value=p.max_class_ratio.threshold,
-        ),
+        _bound("ExpectColumnMinToBeBetween", "min_class_share", p.min_class_share, "share", "min_value"),
+        _bound("ExpectColumnMaxToBeBetween", "max_class_ratio", p.max_class_ratio, "ratio_to_smallest", "max_value"),
     ]
     if split != "train":
-        exps.append(
-            _exp(
-                "ExpectColumnMaxToBeBetween",
-                "class_share_drift",
-                p.max_class_share_drift.severity,
-                p.max_class_share_drift.threshold,
-                column="drift_from_train",
-                max_value=p.max_class_share_drift.threshold,
-            )
-        )
+        exps.append(_bound("ExpectColumnMaxToBeBetween", "class_share_drift", p.max_class_share_drift,
+                           "drift_from_train", "max_value"))  # fmt: skip
     return exps
 
 
