@@ -177,3 +177,64 @@ def test_two_runs_at_once_never_run_stages_together(in_workspace):
             spans.append((min(t.start_time for t in tasks), max(t.end_time for t in tasks)))
     (a_start, a_end), (b_start, b_end) = sorted(spans)
     assert a_end <= b_start, f"stages of two runs overlapped: {spans}"
+
+
+def test_failed_push_fails_the_run_but_keeps_the_registration(in_workspace):
+    before = champion(in_workspace)
+    in_workspace.dvc("remote", "modify", "local", "url", "/proc/tuneops-no-such-remote")
+    in_workspace.set_params(lambda p: p["train"]["args"].update(learning_rate=6.0e-5))
+    state = run_flow()
+    assert state.is_failed() and "but dvc push failed" in state.message and "the registration stands" in state.message
+    assert champion(in_workspace) != before  # the new version was registered and promoted all the same
+
+
+FLAKY = """import pathlib, subprocess, sys
+marker = pathlib.Path("flaky.once")
+if not marker.exists():
+    marker.write_text("x")
+    print("error: network share went away (transient: retry later)", file=sys.stderr)
+    sys.exit(75)
+sys.exit(subprocess.call([sys.executable, "-m", "tasks.ingest"]))
+"""
+
+
+def ingest_only(project: Project, cmd: str) -> None:
+    """A dvc.yaml with only `ingest`, whose command stands in for a flaky network or a bad file."""
+    import yaml
+
+    pipeline = yaml.safe_load((project.path / "dvc.yaml").read_text())
+    ingest = {**pipeline["stages"]["ingest"], "cmd": cmd}
+    (project.path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"ingest": ingest}}, sort_keys=False))
+
+
+def ingest_attempts(state) -> int:
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    run_filter = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+    with get_client(sync_client=True) as client:
+        (task_run,) = client.read_task_runs(flow_run_filter=run_filter)
+    return task_run.run_count
+
+
+def test_ingest_retries_a_transient_failure(api, project, monkeypatch):
+    monkeypatch.chdir(project.path)
+    (project.path / "flaky.py").write_text(FLAKY)
+    ingest_only(project, "python flaky.py")
+    subset = tweet_subset(project.path.parent / "tweets")
+    project.set_params(lambda p: (use_tiny_model(p, subset), p["flow"].update(ingest_retry_delay_seconds=0)))
+    state = run_flow()
+    assert state.is_completed(), state.message
+    assert state.result()["ran"] == ["ingest"] and ingest_attempts(state) == 2
+
+
+def test_ingest_does_not_retry_a_data_mistake(api, project, monkeypatch, tmp_path):
+    monkeypatch.chdir(project.path)
+    bad = tmp_path / "bad.csv"
+    bad.write_text('text,label\n"open,positive\n')
+    project.set_params(lambda p: (p["data"].update(source=str(bad)), p["flow"].update(ingest_retry_delay_seconds=0)))
+    ingest_only(project, "python -m tasks.ingest")
+    state = run_flow()
+    assert state.is_failed()
+    assert state.message == f'ingest: {bad}: line 2: unbalanced quote (a field opens " and never closes)'
+    assert ingest_attempts(state) == 1
