@@ -11,6 +11,7 @@ changed threshold that does not flip it reruns nothing downstream.
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from tasks.ingest import SPLITS
 
 log = logging.getLogger("tuneops.validate")
 
+SHARE_CHECKS = {"min_class_share", "max_class_ratio", "class_share_drift"}  # checked on the label-share table
 ONLY_URLS_MENTIONS = r"^\s*(?:(?:https?://\S+|www\.\S+|@\w+|#\w+)[\s.,!?:;]*)+$"
 # C0 controls but tab/newline/CR, DEL, U+FFFD, and U+FFFD's UTF-8 bytes misread as Latin-1 ("ï¿½").
 MOJIBAKE = "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]|\u00ef\u00bf\u00bd"
@@ -199,6 +201,29 @@ def run_checks(frames: dict[str, pd.DataFrame], p: ValidateParams, labels: list[
     return records
 
 
+def add_plain_index(docs_dir: Path, records: list[dict]) -> None:
+    """Put plain links to every validation page at the top of index.html, with what failed.
+
+    GX builds its index table with JavaScript from a CDN, so without internet the page lists nothing.
+    """
+    import html
+
+    items = []
+    for page in sorted((docs_dir / "validations").rglob("*.html")):
+        name = page.relative_to(docs_dir / "validations").parts[0]
+        split = name.removesuffix("_label_shares")
+        checks = [r for r in records if r["split"] == split and (r["check"] in SHARE_CHECKS) == (name != split)]
+        failed = ", ".join(f"{r['check']} ({r['severity']})" for r in checks if not r["passed"]) or "none"
+        link = html.escape(page.relative_to(docs_dir).as_posix())
+        items.append(f'<li><a href="{link}">{html.escape(name)}</a>: {len(checks)} checks, failed: '
+                     f"{html.escape(failed)}</li>")  # fmt: skip
+    block = ('<div style="margin:1em;font-family:sans-serif"><h3>tuneops data quality: validation results</h3>'
+             f"<ul>{''.join(items)}</ul></div>")  # fmt: skip
+    index = docs_dir / "index.html"
+    page = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + block, index.read_text(encoding="utf-8"), count=1)
+    index.write_text(page, encoding="utf-8")
+
+
 def _table(records: list[dict]) -> str:
     lines = [f"{'check':<26}{'split':<12}{'severity':<10}{'result':<8}{'observed':>12}  threshold"]
     for r in records:
@@ -218,6 +243,7 @@ def validate(
     frames = {split: pd.read_parquet(interim_dir / f"{split}.parquet") for split in SPLITS}
     with staged_dir(docs_dir) as staging:
         records = run_checks(frames, params, labels, staging)
+        add_plain_index(staging, records)
     write_json(report_path, records)
     log.info("data quality (report: %s)\n%s", (docs_dir / "index.html"), _table(records))
     failed = [r for r in records if not r["passed"] and r["severity"] == "error"]

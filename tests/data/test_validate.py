@@ -12,7 +12,7 @@ import pytest
 from tasks.common import UserError
 from tasks.config import load_params
 from tasks.ingest import ingest
-from tasks.validate import run_checks, validate
+from tasks.validate import add_plain_index, run_checks, validate
 from tests.conftest import ROOT
 from tests.data.test_ingest import data_params
 
@@ -88,6 +88,17 @@ def test_missing_label_in_a_split(tmp_path):
     frames = good()
     frames["validation"] = frames["validation"][frames["validation"]["label"] != 2].reset_index(drop=True)
     assert ("every_label_present", "validation") in failed(frames, tmp_path)
+
+
+def test_index_lists_every_validation_without_javascript(tmp_path):
+    frames = with_text(good(), "train", 3, "   ")
+    records = run_checks(frames, PARAMS, LABELS, tmp_path / "docs")
+    add_plain_index(tmp_path / "docs", records)
+    index = visible_text((tmp_path / "docs" / "index.html").read_text())
+    for name in ("train", "validation", "test", "train_label_shares", "test_label_shares"):
+        assert re.search(rf"\b{name} ?: \d+ checks", index)
+    assert re.search(r"\btrain ?: 11 checks, failed: empty_text_rate \(warning\)", index)
+    assert re.search(r"test_label_shares ?: 3 checks, failed: none", index)
 
 
 def test_error_check_stops_with_each_failure_and_no_verdict(tmp_path):
