@@ -22,6 +22,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -40,7 +44,7 @@ PRESETS = {
 }
 
 
-def tweets(n: int = 1000):
+def tweets(n: int = 1000) -> pd.DataFrame:
     import pandas as pd
 
     df = pd.read_csv(TWEETS, dtype=str, keep_default_na=False)
@@ -70,13 +74,13 @@ def matmul_flops(n: int = 3072, reps: int = 8, dtype: str = "float32") -> float:
 class Timer:
     """A TrainerCallback that notes the clock and tokens seen after the warm-up and at the end."""
 
-    def __init__(self, warmup: int):
+    def __init__(self, warmup: int) -> None:
         from transformers import TrainerCallback
 
         timer = self
 
         class _CB(TrainerCallback):
-            def on_step_end(self, args, state, control, **kwargs):
+            def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
                 if state.global_step == warmup:
                     timer.start, timer.tokens0 = time.perf_counter(), state.num_input_tokens_seen
                 timer.end, timer.tokens1 = time.perf_counter(), state.num_input_tokens_seen
@@ -84,7 +88,7 @@ class Timer:
         self.callback = _CB()
 
 
-def gpt2_small(tokenizer):
+def gpt2_small(tokenizer: Any) -> Any:
     import torch
     from transformers import GPT2Config, GPT2ForSequenceClassification
 
@@ -92,7 +96,7 @@ def gpt2_small(tokenizer):
     return GPT2ForSequenceClassification(GPT2Config(num_labels=3, pad_token_id=tokenizer.pad_token_id))
 
 
-def seed_trainer(model, tokenizer, df, out: Path, steps: int, **hyper):
+def seed_trainer(model: Any, tokenizer: Any, df: pd.DataFrame, out: Path, steps: int, **hyper: Any) -> Any:
     """The seed tutorial's recipe, as it wrote it (`hyper`: the learning-equivalence test aligns these)."""
     from datasets import Dataset
     from transformers import Trainer, TrainingArguments
@@ -105,7 +109,8 @@ def seed_trainer(model, tokenizer, df, out: Path, steps: int, **hyper):
     return Trainer(model=model, args=args, train_dataset=data)
 
 
-def stage_trainer(model, tokenizer, df, out: Path, steps: int, overrides: dict | None = None):
+def stage_trainer(model: Any, tokenizer: Any, df: pd.DataFrame, out: Path, steps: int,
+                  overrides: dict | None = None) -> Any:  # fmt: skip
     """The train stage's own code path and params.yaml configuration; only the run length is the bench's."""
     from datasets import Dataset
 

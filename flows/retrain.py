@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -36,7 +37,7 @@ class ReviewDecision(RunInput):
     comment: str = ""
 
 
-def _only_transient(task_, task_run, state) -> bool:
+def _only_transient(task_: Any, task_run: Any, state: Any) -> bool:
     """Retry ingest on a flaky Hub or network share, never on a mistake in the user's data."""
     try:
         state.result()
@@ -98,7 +99,7 @@ def review(params: FlowParams, records: list[dict], manifest_sha: str) -> str | 
     return None
 
 
-def push(log) -> str | None:
+def push(log: logging.Logger) -> str | None:
     """`dvc push` of every DVC-tracked output; return the reason it failed, or None."""
     from flows.stages import stream
 
@@ -140,7 +141,7 @@ def run_pipeline(params: FlowParams) -> Any:
     return finish(summary, params, log)
 
 
-def finish(summary: dict[str, Any], params: FlowParams, log) -> Any:
+def finish(summary: dict[str, Any], params: FlowParams, log: logging.Logger) -> Any:
     gate = json.loads(Path("reports/gate.json").read_text()) if Path("reports/gate.json").is_file() else None
     summary["verdict"] = gate and gate["verdict"]
     if "register" not in summary["ran"]:

@@ -6,6 +6,7 @@ stage does: the list and the commands live in dvc.yaml alone.
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 import sys
@@ -52,7 +53,7 @@ def failure_reason(stage: str, lines: list[str]) -> str:
     return dvc[-1] if dvc else (lines[-1] if lines else f"stage {stage} failed")
 
 
-def stream(args: list[str], label: str, log, cwd: Path = Path(".")) -> tuple[int, list[str]]:
+def stream(args: list[str], label: str, log: logging.Logger, cwd: Path = Path(".")) -> tuple[int, list[str]]:
     """Run `python -m <args>`, logging each output line as it comes; return the exit code and the lines."""
     proc = subprocess.Popen(
         [sys.executable, "-m", *args], cwd=cwd, text=True, bufsize=1,
@@ -73,7 +74,7 @@ def stream(args: list[str], label: str, log, cwd: Path = Path(".")) -> tuple[int
     return proc.wait(), lines
 
 
-def repro(stage: str, log, cwd: Path = Path(".")) -> StageResult:
+def repro(stage: str, log: logging.Logger, cwd: Path = Path(".")) -> StageResult:
     """`dvc repro --single-item <stage>`; raises StageFailed with the stage's reason when it fails."""
     start = time.perf_counter()
     code, lines = stream(["dvc", "repro", "--single-item", stage], stage, log, cwd)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,7 +42,7 @@ def length_stats(lengths: np.ndarray, max_length: int) -> dict[str, float]:
     }
 
 
-def encode(df: pd.DataFrame, tokenizer, max_length: int) -> tuple[dict[str, list], dict[str, float]]:
+def encode(df: pd.DataFrame, tokenizer: Any, max_length: int) -> tuple[dict[str, list], dict[str, float]]:
     ids = tokenizer(df["text"].tolist())["input_ids"]  # untruncated first, to measure truncation
     stats = length_stats(np.array([len(x) for x in ids]), max_length)
     ids = [x[:max_length] for x in ids]
@@ -75,7 +76,7 @@ def tokenize(data: DataParams, model: ModelParams, params: TokenizeParams, inter
     return report
 
 
-def load_processed(processed_dir: Path):
+def load_processed(processed_dir: Path) -> Any:
     """The tokenized splits, read-only: `datasets` would otherwise write cache files into the DVC output
     (a shuffle, a select), DVC would see it modified, and rerun everything after it."""
     import datasets
