@@ -25,17 +25,12 @@ def recent_runs(limit: int) -> list[str]:
 
 
 def champion_line(register: RegisterParams) -> str:
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
+    from tasks.register import champion
 
-    from tasks.register import tracking_uri
-
-    client = MlflowClient(tracking_uri(register))
-    try:
-        version = client.get_model_version_by_alias(register.model_name, register.alias)
-    except MlflowException:
+    found = champion(register)
+    if found is None:
         return f"{register.alias}: none registered for {register.model_name!r} yet"
-    metrics = client.get_run(version.run_id).data.metrics
+    version, metrics = found
     return (f"{register.alias}: {register.model_name} v{version.version} "
             f"(test accuracy {metrics.get('test_accuracy', float('nan')):.4f}, macro-F1 "
             f"{metrics.get('test_macro_f1', float('nan')):.4f}, run {version.run_id})")  # fmt: skip

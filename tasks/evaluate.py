@@ -46,18 +46,13 @@ def score(logits: np.ndarray, labels: np.ndarray, names: list[str]) -> dict[str,
 
 def champion_metric(register: RegisterParams, metric: str) -> tuple[float | None, str]:
     """The champion's value of `metric` from the registry, or None when there is no champion yet."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
+    from tasks.register import champion
 
-    from tasks.register import tracking_uri
-
-    client = MlflowClient(tracking_uri(register))
-    try:
-        version = client.get_model_version_by_alias(register.model_name, register.alias)
-    except MlflowException:
+    found = champion(register)
+    if found is None:
         return None, f"no {register.alias} for {register.model_name!r} yet: the first model passes this check"
-    value = client.get_run(version.run_id).data.metrics.get(f"test_{metric}")
-    return value, f"{register.model_name} v{version.version} ({register.alias})"
+    version, metrics = found
+    return metrics.get(f"test_{metric}"), f"{register.model_name} v{version.version} ({register.alias})"
 
 
 def check(name: str, observed: float | None, threshold: float | None, passed: bool, detail: str = "") -> dict:

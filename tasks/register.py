@@ -30,6 +30,19 @@ def tracking_uri(register: RegisterParams) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or register.tracking_uri
 
 
+def champion(register: RegisterParams) -> tuple[Any, dict[str, float]] | None:
+    """The model version the alias points at and its run's metrics, or None before the first registration."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri(register))
+    try:
+        version = client.get_model_version_by_alias(register.model_name, register.alias)
+    except MlflowException:
+        return None
+    return version, client.get_run(version.run_id).data.metrics
+
+
 def pip_requirements() -> list[str]:
     """Pinned explicitly: MLflow's inference of them imports torchvision, which a CPU install lacks."""
     from importlib.metadata import version
