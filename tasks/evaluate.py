@@ -24,8 +24,19 @@ from tasks.modeling import load_trained, predict_logits, set_threads
 log = logging.getLogger("tuneops.evaluate")
 
 
+def accuracy_macro_f1(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """The two headline metrics, defined once: model selection in train and the gate here use the same ones."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    preds, ids = np.asarray(logits).argmax(-1), list(range(np.shape(logits)[-1]))
+    return {
+        "accuracy": float(accuracy_score(labels, preds)),
+        "macro_f1": float(f1_score(labels, preds, labels=ids, average="macro", zero_division=0)),
+    }
+
+
 def score(logits: np.ndarray, labels: np.ndarray, names: list[str]) -> dict[str, Any]:
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
     preds = logits.argmax(-1)
     shifted = logits - logits.max(-1, keepdims=True)  # stable log-softmax
@@ -33,8 +44,7 @@ def score(logits: np.ndarray, labels: np.ndarray, names: list[str]) -> dict[str,
     ids = list(range(len(names)))
     p, r, f, support = precision_recall_fscore_support(labels, preds, labels=ids, zero_division=0)
     return {
-        "accuracy": float(accuracy_score(labels, preds)),
-        "macro_f1": float(f1_score(labels, preds, labels=ids, average="macro", zero_division=0)),
+        **accuracy_macro_f1(logits, labels),
         "loss": float(-log_probs[np.arange(len(labels)), labels].mean()),
         "per_class": {
             name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(support[i])}

@@ -30,14 +30,10 @@ FINGERPRINT = "fingerprint.json"
 
 
 def classification_metrics(eval_pred: Any) -> dict[str, float]:
-    from sklearn.metrics import accuracy_score, f1_score
+    from tasks.evaluate import accuracy_macro_f1
 
     logits, labels = eval_pred
-    preds = np.asarray(logits).argmax(-1)
-    return {
-        "accuracy": float(accuracy_score(labels, preds)),
-        "macro_f1": float(f1_score(labels, preds, average="macro")),
-    }
+    return accuracy_macro_f1(logits, labels)
 
 
 def fingerprint(processed_dir: Path, *sections: Any) -> str:
