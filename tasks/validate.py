@@ -23,7 +23,6 @@ from tasks.ingest import SPLITS
 
 log = logging.getLogger("tuneops.validate")
 
-SHARE_CHECKS = {"min_class_share", "max_class_ratio", "class_share_drift"}  # checked on the label-share table
 ONLY_URLS_MENTIONS = r"^\s*(?:(?:https?://\S+|www\.\S+|@\w+|#\w+)[\s.,!?:;]*)+$"
 # C0 controls but tab/newline/CR, DEL, U+FFFD, and U+FFFD's UTF-8 bytes misread as Latin-1 ("ï¿½").
 MOJIBAKE = "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]|\u00ef\u00bf\u00bd"
@@ -148,13 +147,14 @@ def _observed(result: dict[str, Any]) -> Any:
     return None
 
 
-def _records(split: str, run_result: Any) -> list[dict[str, Any]]:
+def _records(split: str, suite: str, run_result: Any) -> list[dict[str, Any]]:
     out = []
     for r in run_result.results:
         meta = r.expectation_config.meta
         out.append(
             {
                 "check": meta["check"],
+                "suite": suite,
                 "split": split,
                 "severity": meta["severity"],
                 "passed": bool(r.success),
@@ -196,7 +196,7 @@ def run_checks(frames: dict[str, pd.DataFrame], p: ValidateParams, labels: list[
             batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("all")
             suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
             vd = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
-            records += _records(split, vd.run(batch_parameters={"dataframe": frame}, result_format="SUMMARY"))
+            records += _records(split, name, vd.run(batch_parameters={"dataframe": frame}, result_format="SUMMARY"))
     context.build_data_docs(site_names=["local"])
     return records
 
@@ -211,8 +211,7 @@ def add_plain_index(docs_dir: Path, records: list[dict]) -> None:
     items = []
     for page in sorted((docs_dir / "validations").rglob("*.html")):
         name = page.relative_to(docs_dir / "validations").parts[0]
-        split = name.removesuffix("_label_shares")
-        checks = [r for r in records if r["split"] == split and (r["check"] in SHARE_CHECKS) == (name != split)]
+        checks = [r for r in records if r["suite"] == name]
         failed = ", ".join(f"{r['check']} ({r['severity']})" for r in checks if not r["passed"]) or "none"
         link = html.escape(page.relative_to(docs_dir).as_posix())
         items.append(f'<li><a href="{link}">{html.escape(name)}</a>: {len(checks)} checks, failed: '
