@@ -125,13 +125,12 @@ def run_pipeline(params: FlowParams) -> Any:
         try:
             result = run_stage(stage, params)
         except StageFailed as exc:
-            for publish in AFTER_STAGE.get(stage, []):
-                publish()
             log.error("%s", exc)
             return Failed(message=str(exc), data=summary)
+        finally:  # a failed stage's report (the data quality that stopped it, say) is published too
+            for publish in AFTER_STAGE.get(stage, []):
+                publish()
         summary[result["status"]].append(stage)
-        for publish in AFTER_STAGE.get(stage, []):
-            publish()
         if stage == "validate":
             records = json.loads(Path("reports/data_quality.json").read_text())
             manifest = json.loads(Path("reports/data_quality_verdict.json").read_text())["manifest_sha256"]
