@@ -7,6 +7,7 @@ these functions, so the three can never disagree.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ def set_threads(num_threads: int | None) -> int:
     return threads
 
 
+@functools.cache  # the hardware does not change; serving asks on every request
 def native_bf16() -> bool:
     """True where bf16 matmuls are fast: a CUDA GPU that has them, or a CPU with AMX or AVX512-BF16."""
     if torch.cuda.is_available():
