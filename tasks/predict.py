@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tasks.common import UserError
+from tasks.common import UserError, write_text
 from tasks.config import RegisterParams
 from tasks.loaders import read_file
 from tasks.modeling import configure_padding, predict_texts, set_threads
@@ -61,8 +61,5 @@ def write_predictions(texts: list[str], results: list[dict], out: Path | None) -
         for line in lines:
             print(line)
         return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    tmp.replace(out)
+    write_text(out, "".join(line + "\n" for line in lines))
     print(f"wrote {len(results)} predictions to {out}", file=sys.stderr)
