@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -18,6 +19,7 @@ SHARED = ROOT.parent / "shared"
 TWEETS = SHARED / "data" / "tweet_sentiment_extraction"
 TINY_GPT2 = SHARED / "models" / "tiny-gpt2"
 GPT2_TOKENIZER = SHARED / "models" / "gpt2-tokenizer"
+MODEL = "tuneops-tweet-sentiment"  # register.model_name in params.yaml
 
 # Offline and quiet, exactly as CI runs; the Hub is unreachable here.
 os.environ.update(
@@ -30,6 +32,12 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("PREFECT_API_URL", None)
 # dvc.yaml runs `python -m tasks.<stage>`: make `python` this interpreter even when the venv is not activated.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def needs_shared() -> pytest.MarkDecorator:
@@ -76,6 +84,18 @@ class Project:
 
     def dvc(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return self.run(sys.executable, "-m", "dvc", *args, check=check)
+
+    def registry(self) -> Any:
+        """The project's own MLflow registry (params.yaml's default SQLite store)."""
+        from mlflow import MlflowClient
+
+        return MlflowClient(f"sqlite:///{self.path / 'mlflow.db'}")
+
+    def champion_version(self) -> str:
+        return str(self.registry().get_model_version_by_alias(MODEL, "champion").version)
+
+    def versions(self) -> list[str]:
+        return sorted(str(v.version) for v in self.registry().search_model_versions(f"name='{MODEL}'"))
 
     def ran(self, result: subprocess.CompletedProcess) -> list[str]:
         """Stages a `dvc repro` actually ran (DVC says "Running stage 'x'")."""

@@ -14,7 +14,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not (TWEETS.is_dir() and TINY_GPT2.is_dir()), reason="needs ../shared (data and tiny-gpt2)"),
 ]
-MODEL = "tuneops-tweet-sentiment"
 
 
 @pytest.fixture(scope="module")
@@ -63,13 +62,6 @@ def artifact_keys(flow_run_id) -> set[str]:
     return {a.key for a in found}
 
 
-def champion(project: Project) -> str:
-    from mlflow import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{project.path / 'mlflow.db'}")
-    return str(client.get_model_version_by_alias(MODEL, "champion").version)
-
-
 def test_flow_runs_every_stage_then_nothing_when_nothing_changed(in_workspace):
     state = run_flow()
     assert state.is_completed(), state.message
@@ -85,7 +77,7 @@ def test_flow_runs_every_stage_then_nothing_when_nothing_changed(in_workspace):
     again = run_flow()
     assert again.is_completed() and again.message == "nothing changed: no stage ran"
     assert again.result()["skipped"] == summary["ran"] and again.result()["registered"] is None
-    assert champion(in_workspace) == "1"
+    assert in_workspace.champion_version() == "1"
 
 
 def test_changing_a_train_param_reruns_train_evaluate_register_only(in_workspace):
@@ -95,7 +87,7 @@ def test_changing_a_train_param_reruns_train_evaluate_register_only(in_workspace
     summary = state.result()
     assert summary["ran"] == ["train", "evaluate", "register"]
     assert summary["skipped"] == ["ingest", "validate", "tokenize"]
-    assert champion(in_workspace) == summary["registered"]["version"] == "2"
+    assert in_workspace.champion_version() == summary["registered"]["version"] == "2"
 
 
 def test_gate_failure_fails_the_run_with_reasons_and_keeps_the_champion(in_workspace):
@@ -103,7 +95,7 @@ def test_gate_failure_fails_the_run_with_reasons_and_keeps_the_champion(in_works
     state = run_flow()
     assert state.is_failed()
     assert state.message.startswith("register: gate failed") and "min_accuracy: observed" in state.message
-    assert champion(in_workspace) == "2"
+    assert in_workspace.champion_version() == "2"
     in_workspace.set_params(lambda p: p["evaluate"].update(min_accuracy=0.0))
 
 
@@ -180,12 +172,12 @@ def test_two_runs_at_once_never_run_stages_together(in_workspace):
 
 
 def test_failed_push_fails_the_run_but_keeps_the_registration(in_workspace):
-    before = champion(in_workspace)
+    before = in_workspace.champion_version()
     in_workspace.dvc("remote", "modify", "local", "url", "/proc/tuneops-no-such-remote")
     in_workspace.set_params(lambda p: p["train"]["args"].update(learning_rate=6.0e-5))
     state = run_flow()
     assert state.is_failed() and "but dvc push failed" in state.message and "the registration stands" in state.message
-    assert champion(in_workspace) != before  # the new version was registered and promoted all the same
+    assert in_workspace.champion_version() != before  # the new version was registered and promoted all the same
 
 
 FLAKY = """import pathlib, subprocess, sys

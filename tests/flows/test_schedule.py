@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -12,15 +11,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.conftest import Project
+from tests.conftest import Project, free_port
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(args: list[str], cwd, env: dict[str, str]) -> subprocess.Popen:

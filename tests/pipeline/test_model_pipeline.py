@@ -5,34 +5,28 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
 
-from tests.conftest import GPT2_TOKENIZER, TINY_GPT2, TWEETS, Project, make_project, tweet_subset, use_tiny_model
+from tests.conftest import (
+    GPT2_TOKENIZER,
+    MODEL,
+    TINY_GPT2,
+    TWEETS,
+    Project,
+    free_port,
+    make_project,
+    tweet_subset,
+    use_tiny_model,
+)  # fmt: skip
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not (TWEETS.is_dir() and TINY_GPT2.is_dir()), reason="needs ../shared (data and tiny-gpt2)"),
 ]
-MODEL = "tuneops-tweet-sentiment"
-
-
-def registry(project: Project):
-    from mlflow import MlflowClient
-
-    return MlflowClient(f"sqlite:///{project.path / 'mlflow.db'}")
-
-
-def champion_version(project: Project) -> str:
-    return str(registry(project).get_model_version_by_alias(MODEL, "champion").version)
-
-
-def versions(project: Project) -> list[str]:
-    return sorted(str(v.version) for v in registry(project).search_model_versions(f"name='{MODEL}'"))
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +45,7 @@ def test_repro_registers_a_champion_with_its_evidence(registered):
     path = registered.path
     record = json.loads((path / "models" / "registered.json").read_text())
     assert (record["name"], record["version"], record["alias"]) == (MODEL, "1", "champion")
-    assert champion_version(registered) == "1"
+    assert registered.champion_version() == "1"
     gate = json.loads((path / "reports" / "gate.json").read_text())
     assert gate["verdict"] == "passed"
     assert {c["check"] for c in gate["checks"]} == {"min_accuracy", "min_macro_f1", "max_overfit_gap",
@@ -67,12 +61,12 @@ def test_repro_registers_a_champion_with_its_evidence(registered):
     candidate = json.loads((path / "models" / "candidate" / "config.json").read_text())
     assert candidate["id2label"] == {"0": "negative", "1": "neutral", "2": "positive"}
     assert (path / "models" / "candidate" / "model.safetensors").is_file()
-    run = registry(registered).get_run(record["run_id"])
+    run = registered.registry().get_run(record["run_id"])
     assert run.data.tags["git_commit"] != "unknown" and "dvc.train.outs" in run.data.tags
     assert "test_accuracy" in run.data.metrics
 
     assert registered.ran(registered.dvc("repro")) == []  # nothing changed: nothing runs, nothing registered
-    assert versions(registered) == ["1"]
+    assert registered.versions() == ["1"]
 
 
 def test_predict_from_the_registered_champion(registered):
@@ -86,12 +80,6 @@ def test_predict_from_the_registered_champion(registered):
     texts.write_text("".join(json.dumps({"text": t}) + "\n" for t in ["good", "bad", "ok then"]))
     registered.run("tuneops", "predict", "--file", "few.jsonl", "--out", "preds.jsonl", "--model-version", "1")
     assert len((registered.path / "preds.jsonl").read_text().splitlines()) == 3
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_serve_answers_predict_and_health_and_rejects_oversize(registered):
@@ -134,7 +122,7 @@ def test_failed_gate_never_registers_or_moves_the_champion(registered):
     result = registered.dvc("repro", check=False)
     assert result.returncode != 0
     assert "gate failed" in result.stderr and "min_accuracy: observed" in result.stderr
-    assert versions(registered) == ["1"] and champion_version(registered) == "1"
+    assert registered.versions() == ["1"] and registered.champion_version() == "1"
 
     # a second model that passes the quality floor but does not beat the champion by min_improvement
     def retrain_without_margin(p):
@@ -147,7 +135,7 @@ def test_failed_gate_never_registers_or_moves_the_champion(registered):
     gate = json.loads((registered.path / "reports" / "gate.json").read_text())
     failed = [c["check"] for c in gate["checks"] if not c["passed"]]
     assert failed == ["beats_champion"]
-    assert versions(registered) == ["1"] and champion_version(registered) == "1"
+    assert registered.versions() == ["1"] and registered.champion_version() == "1"
 
 
 def test_interrupted_training_resumes_from_its_last_checkpoint(tiny_project):
