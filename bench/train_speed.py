@@ -1,6 +1,6 @@
 """Training speed, side by side: (a) the seed recipe vs (b) the project's `train` stage, on this CPU.
 
-    python bench/train_speed.py [--also fp32,checkpointing,compile]   (needs ../shared; minutes on 2 cores)
+    python bench/train_speed.py [--also fp32,no-checkpointing,compile]   (needs ../shared; minutes on 2 cores)
 
 Model: GPT2ForSequenceClassification(GPT2Config(num_labels=3)), random init (the pretrained weights cost the
 same compute). Data: 1,000 real tweets, the real GPT-2 tokenizer.
@@ -34,10 +34,13 @@ TWEETS = SHARED / "data" / "tweet_sentiment_extraction" / "train.csv"
 TOKENIZER = SHARED / "models" / "gpt2-tokenizer"
 # (warm-up, measured) optimizer steps: the seed takes ~25 s a step here, the stage ~1-2 s.
 STEPS = {"a": (1, 3), "b": (3, 20)}
-# Levers measured beside (b): each is (b) with these training arguments changed.
+# Levers measured beside (b): each is (b) with these `train` params or training arguments changed.
 PRESETS = {
     "fp32": {"bf16": False},
-    "checkpointing": {"gradient_checkpointing": True},
+    "no-checkpointing": {"activation_checkpointing": False},
+    "no-pad-multiple": {"pad_to_multiple_of": None},
+    "no-release": {"release_freed_memory": False},
+    "checkpoint-every-2": {"activation_checkpointing_kwargs": {"every_n_layers": 2}},
     "compile": {"torch_compile": True},
     "batch64": {"per_device_train_batch_size": 64},
     "batch16x2": {"per_device_train_batch_size": 16, "gradient_accumulation_steps": 2},
@@ -114,18 +117,20 @@ def stage_trainer(model: Any, tokenizer: Any, df: pd.DataFrame, out: Path, steps
     """The train stage's own code path and params.yaml configuration; only the run length is the bench's."""
     from datasets import Dataset
 
-    from tasks.config import load_params
+    from tasks.config import TrainingArgs, load_params
     from tasks.tokenize import encode
     from tasks.train import build_trainer
 
     params = load_params(ROOT / "params.yaml")
     columns, _ = encode(df, tokenizer, params.tokenize.max_length)
+    overrides = overrides or {}
     args = params.train.args.model_copy(update={
         "max_steps": steps, "eval_strategy": "no", "save_strategy": "no", "load_best_model_at_end": False,
-        **(overrides or {}),
+        **{k: v for k, v in overrides.items() if k in TrainingArgs.model_fields},
     })  # fmt: skip
+    train = params.train.model_copy(update={k: v for k, v in overrides.items() if k not in TrainingArgs.model_fields})
     trainer = build_trainer(model, tokenizer, {"train": Dataset.from_dict(columns)},
-                            params.train.model_copy(update={"args": args}), out)  # fmt: skip
+                            train.model_copy(update={"args": args}), out)  # fmt: skip
     trainer.args.include_num_input_tokens_seen = "non_padding"
     trainer.args.disable_tqdm = True
     return trainer
@@ -159,7 +164,7 @@ def run_side(side: str, overrides: dict | None = None) -> dict:
         "side": side, "samples_per_s": samples / seconds, "tokens_per_s": (timer.tokens1 - timer.tokens0) / seconds,
         "seconds": seconds, "samples": samples,
         "batch": f"{args.per_device_train_batch_size}x{args.gradient_accumulation_steps}",
-        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,  # ru_maxrss is in KiB
         "non_embedding_params": non_embedding, "bf16": bool(args.bf16), "last_loss": losses[-1] if losses else None,
     }  # fmt: skip
 
@@ -179,12 +184,12 @@ def report(a: dict, b: dict, peak: float, peak_bf16: float, extra: dict[str, dic
         return 6 * r["non_embedding_params"] * r["tokens_per_s"] / peak
 
     print(f"dense fp32 matmul on this machine: {peak / 1e9:.0f} GFLOP/s")
-    print(f"{'side':<34}{'batch':>7}{'samples/s':>11}{'tokens/s':>10}{'peak RSS':>10}{'MFU':>7}")
+    print(f"{'side':<34}{'batch':>7}{'samples/s':>11}{'tokens/s':>10}{'peak RSS':>11}{'MFU':>7}")
     rows = [("(a) seed: pad 1024, bs 1 x acc 4", a), ("(b) train stage (params.yaml)", b)]
     rows += [(f"(b) with {name}", r) for name, r in extra.items()]
     for name, r in rows:
         print(f"{name:<34}{r['batch']:>7}{r['samples_per_s']:>11.2f}{r['tokens_per_s']:>10.0f}"
-              f"{r['peak_rss_gb']:>8.2f}GB{mfu(r):>7.0%}")  # fmt: skip
+              f"{r['peak_rss_gib']:>8.2f}GiB{mfu(r):>7.0%}")  # fmt: skip
     print(f"ratio b/a (samples/s): {b['samples_per_s'] / a['samples_per_s']:.1f}x   (target >= 60x)")
     print(f"MFU of (b): {mfu(b):.1%} of the measured fp32 matmul rate   (target >= 55%)")
     if b["bf16"]:
@@ -192,7 +197,8 @@ def report(a: dict, b: dict, peak: float, peak_bf16: float, extra: dict[str, dic
             f"  (b) runs bf16 matmuls; against this CPU's bf16 matmul rate ({peak_bf16 / 1e9:.0f} GFLOP/s, AMX) "
             f"its MFU is {mfu(b) * peak / peak_bf16:.1%}"
         )
-    print(f"peak RSS of (b): {b['peak_rss_gb']:.2f} GB   (target <= 3 GB)")
+    gib = b["peak_rss_gib"]
+    print(f"peak RSS of (b): {gib:.2f} GiB = {gib * 1.073741824:.2f} GB   (target <= 3 GB)")
 
 
 def main() -> None:
@@ -204,7 +210,7 @@ def main() -> None:
         action="append",
         default=[],
         metavar="ARG=VALUE",
-        help="with --side b: try a training argument (e.g. per_device_train_batch_size=64)",
+        help="with --side b: try a `train` param or training argument (e.g. per_device_train_batch_size=64)",
     )
     args = parser.parse_args()
     if args.side:

@@ -101,7 +101,8 @@ class TrainingArgs(Strict):
     dataloader_num_workers: int = Field(ge=0)
     torch_compile: bool
     bf16: bool
-    gradient_checkpointing: bool
+    activation_checkpointing: bool
+    activation_checkpointing_kwargs: dict[str, Any] | None = None
     eval_steps: int | None = Field(default=None, gt=0)
     save_steps: int | None = Field(default=None, gt=0)
 
@@ -112,6 +113,8 @@ class TrainParams(Strict):
     early_stopping_patience: int = Field(gt=0)
     args: TrainingArgs
     num_threads: int | None = Field(gt=0)
+    pad_to_multiple_of: int | None = Field(gt=0)
+    release_freed_memory: bool
 
 
 class EvaluateParams(Strict):

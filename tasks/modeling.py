@@ -20,6 +20,9 @@ import torch
 from tasks.common import UserError
 
 log = logging.getLogger("tuneops.modeling")
+# oneDNN builds and keeps kernels for every new batch shape: a server that met every length would grow by
+# ~10 MB a length. Rounding lengths up to a multiple of 8 bounds the shapes (train: train.pad_to_multiple_of).
+PAD_TO_MULTIPLE_OF = 8
 
 
 def set_threads(num_threads: int | None) -> int:
@@ -66,6 +69,22 @@ def configure_padding(model: Any, tokenizer: Any) -> Any:
     return model
 
 
+def fuse_gelu(model: torch.nn.Module) -> torch.nn.Module:
+    """Swap GPT-2's `gelu_new` modules, in place, for torch's one-kernel gelu(approximate="tanh").
+
+    Same function, but `gelu_new` is written out in Python: six kernels and five intermediates kept for
+    backward per MLP. The fused kernel trains ~15% faster with ~0.3 GB less peak memory (bench/train_speed.py)
+    and serves faster. The config keeps `gelu_new`, so a saved model loads the same anywhere.
+    """
+    from transformers.activations import GELUTanh, NewGELUActivation
+
+    for module in list(model.modules()):
+        for name, child in module.named_children():
+            if type(child) is NewGELUActivation:
+                setattr(module, name, GELUTanh())
+    return model
+
+
 def load_classifier(name: str, labels: list[str], tokenizer: Any, revision: str | None = None) -> Any:
     """A sequence classifier with our label names, from a Hub id or a local directory."""
     from transformers import AutoModelForSequenceClassification
@@ -89,7 +108,7 @@ def load_trained(model_dir: str) -> tuple[Any, Any]:
 
     tokenizer = load_tokenizer(model_dir)
     model = _from_pretrained(AutoModelForSequenceClassification, model_dir)
-    return configure_padding(model, tokenizer).eval(), tokenizer
+    return fuse_gelu(configure_padding(model, tokenizer)).eval(), tokenizer
 
 
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
@@ -108,7 +127,8 @@ def predict_logits(model: Any, tokenizer: Any, encoded: list[list[int]], batch_s
     out = np.zeros((len(encoded), model.config.num_labels), dtype=np.float32)
     device = "cuda" if next(model.parameters()).is_cuda else "cpu"
     for idx in length_sorted_batches([len(ids) for ids in encoded], batch_size):
-        batch = tokenizer.pad({"input_ids": [encoded[i] for i in idx]}, return_tensors="pt").to(device)
+        batch = tokenizer.pad({"input_ids": [encoded[i] for i in idx]}, return_tensors="pt",
+                              pad_to_multiple_of=PAD_TO_MULTIPLE_OF).to(device)  # fmt: skip
         with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
             out[idx] = model(**batch).logits.float().cpu().numpy()
     return out

@@ -11,19 +11,22 @@ Writes models/candidate (safetensors, config with label names, tokenizer) and re
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from transformers import TrainerCallback
 
 from tasks.common import run_main, stage_parser, staged_dir, write_json
 from tasks.config import ModelParams, Params, RegisterParams, TokenizeParams, TrainParams, load_params
-from tasks.modeling import configure_padding, load_classifier, load_tokenizer, native_bf16, set_threads
+from tasks.modeling import configure_padding, fuse_gelu, load_classifier, load_tokenizer, native_bf16, set_threads
 
 log = logging.getLogger("tuneops.train")
 FINGERPRINT = "fingerprint.json"
@@ -81,6 +84,7 @@ def build_trainer(net: Any, tokenizer: Any, datasets: Any, train: TrainParams, o
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainingArguments
 
     set_threads(train.num_threads)
+    fuse_gelu(net)
     settings = train.args.model_dump(exclude_none=True)
     if settings["bf16"] and not native_bf16():  # emulated bf16 is several times slower than fp32
         log.warning("bf16: this machine has no native bf16 (AMX/AVX512-BF16 or a bf16 GPU): training in fp32")
@@ -90,9 +94,11 @@ def build_trainer(net: Any, tokenizer: Any, datasets: Any, train: TrainParams, o
         greater_is_better=train.args.metric_for_best_model != "loss", disable_tqdm=False, **settings,
     )  # fmt: skip
     callbacks = [EarlyStoppingCallback(train.early_stopping_patience)] if "validation" in datasets else []
+    if train.release_freed_memory and args.use_cpu and (trim := _malloc_trim()) is not None:
+        callbacks.append(ReleaseFreedMemory(trim))
     trainer = Trainer(
         model=net, args=args, train_dataset=datasets["train"], eval_dataset=datasets.get("validation"),
-        data_collator=DataCollatorWithPadding(tokenizer),  # pads each batch to its own longest input
+        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=train.pad_to_multiple_of),
         processing_class=tokenizer, compute_metrics=classification_metrics, callbacks=callbacks,
     )  # fmt: skip
     # transformers 5 sees GPT-2's **kwargs and expects the model to divide its loss by the items in the whole
@@ -100,6 +106,29 @@ def build_trainer(net: Any, tokenizer: Any, datasets: Any, train: TrainParams, o
     # division by gradient_accumulation_steps: gradients and logged loss would grow with accumulation.
     trainer.model_accepts_loss_kwargs = False
     return trainer
+
+
+class ReleaseFreedMemory(TrainerCallback):
+    """Hand the memory freed during a step back to the OS at its end (glibc's malloc_trim).
+
+    glibc keeps freed heap pages resident and reuses them only for allocations that fit, so batches of
+    different lengths leave holes that pile up in the peak. bench/train_speed.py: ~0.1 GB less peak RSS
+    for ~5% fewer samples/s.
+    """
+
+    def __init__(self, trim: Callable[[int], int]) -> None:
+        self.trim = trim
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.trim(0)
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, or None where the C library has none (macOS, musl)."""
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
 
 
 def _has_accelerator() -> bool:

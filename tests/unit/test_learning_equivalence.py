@@ -1,7 +1,8 @@
 """The seed recipe and the train stage learn the same thing: only the cost differs.
 
 Over the same tweets in the same order, (a) the seed's recipe (pad to 1,024, batch 1 x 4 accumulation) and
-(b) the train stage's code path (tasks.tokenize.encode + tasks.train.build_trainer: dynamic padding, batch
+(b) the train stage's code path with params.yaml's levers (tasks.tokenize.encode + tasks.train.build_trainer:
+dynamic padding to a multiple of 8, activation checkpointing, fused GELU, memory released each step, batch
 4 x 1) give the same loss at every optimizer step. A tiny GPT-2 (no dropout, so both draw no random masks).
 
 transformers 5 sums, not averages, a sequence classifier's loss over accumulation micro-batches (see

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.modeling import length_sorted_batches, load_tokenizer, predict_logits, predict_texts
+from tasks.modeling import fuse_gelu, length_sorted_batches, load_tokenizer, predict_logits, predict_texts
 from tests.conftest import GPT2_TOKENIZER
 
 TWEETS = [
@@ -65,6 +65,22 @@ def test_predictions_keep_input_order_and_are_probabilities(gpt2):
     for r in results:
         assert set(r["probabilities"]) == {"negative", "neutral", "positive"}
         assert abs(sum(r["probabilities"].values()) - 1) < 1e-4
+
+
+def test_fused_gelu_is_the_same_function_in_one_kernel(gpt2, tmp_path):
+    from transformers import GPT2ForSequenceClassification
+    from transformers.activations import GELUTanh, NewGELUActivation
+
+    model, tokenizer = gpt2
+    encoded = tokenizer(TWEETS)["input_ids"]
+    before = predict_logits(model, tokenizer, encoded)
+    fused = fuse_gelu(GPT2ForSequenceClassification(model.config).eval())
+    fused.load_state_dict(model.state_dict())
+    acts = [type(m) for m in fused.modules() if isinstance(m, (NewGELUActivation, GELUTanh))]
+    assert acts == [GELUTanh] * model.config.n_layer
+    np.testing.assert_allclose(predict_logits(fused, tokenizer, encoded), before, atol=1e-5)
+    fused.save_pretrained(tmp_path)  # a saved model still says gelu_new, so it loads the same without us
+    assert GPT2ForSequenceClassification.from_pretrained(tmp_path).config.activation_function == "gelu_new"
 
 
 def test_length_sorted_batches_cover_every_index_once():

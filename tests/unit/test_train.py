@@ -1,0 +1,60 @@
+"""The train stage's Trainer as params.yaml configures it: the memory levers bench/train_speed.py measured."""
+
+import pytest
+
+from tasks.config import load_params
+from tasks.modeling import load_tokenizer
+from tasks.train import ReleaseFreedMemory, build_trainer
+from tests.conftest import GPT2_TOKENIZER, ROOT
+
+pytestmark = pytest.mark.skipif(not GPT2_TOKENIZER.is_dir(), reason=f"needs the GPT-2 tokenizer at {GPT2_TOKENIZER}")
+
+
+def trainer_for(tmp_path, **train_updates):
+    from datasets import Dataset
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    tokenizer = load_tokenizer(str(GPT2_TOKENIZER))
+    train = load_params(ROOT / "params.yaml").train
+    args = train.args.model_copy(update={"max_steps": 1, "eval_strategy": "no", "save_strategy": "no",
+                                         "load_best_model_at_end": False})  # fmt: skip
+    train = train.model_copy(update={"args": args, **train_updates})
+    config = GPT2Config(n_layer=1, n_embd=16, n_head=2, num_labels=3, pad_token_id=tokenizer.pad_token_id)
+    data = Dataset.from_dict({"input_ids": [[1, 2, 3]], "attention_mask": [[1, 1, 1]], "labels": [0]})
+    return build_trainer(GPT2ForSequenceClassification(config), tokenizer, {"train": data}, train, tmp_path)
+
+
+def test_batches_are_padded_to_a_multiple_of_8_with_eos_on_the_right(tmp_path):
+    trainer = trainer_for(tmp_path)
+    batch = trainer.data_collator([{"input_ids": [5, 6, 7]}, {"input_ids": list(range(10, 20))}])
+    assert batch["input_ids"].shape == (2, 16)
+    assert batch["input_ids"][0, 3:].tolist() == [50256] * 13
+    assert batch["attention_mask"].sum(dim=1).tolist() == [3, 10]
+
+
+def test_rounding_can_be_turned_off(tmp_path):
+    trainer = trainer_for(tmp_path, pad_to_multiple_of=None)
+    assert trainer.data_collator([{"input_ids": [5, 6, 7]}])["input_ids"].shape == (1, 3)
+
+
+def test_the_stage_recomputes_activations_and_uses_the_fused_gelu(tmp_path):
+    from transformers.activations import GELUTanh
+
+    trainer = trainer_for(tmp_path)
+    trainer.train()  # the Trainer turns checkpointing on when training starts
+    assert trainer.model.is_gradient_checkpointing
+    assert any(isinstance(m, GELUTanh) for m in trainer.model.modules())
+
+
+def test_freed_memory_is_released_each_step_on_cpu_unless_turned_off(tmp_path):
+    def releases(trainer) -> bool:
+        return any(isinstance(cb, ReleaseFreedMemory) for cb in trainer.callback_handler.callbacks)
+
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim  # noqa: B018
+    except (OSError, AttributeError):
+        pytest.skip("no glibc malloc_trim here")
+    assert releases(trainer_for(tmp_path / "on"))
+    assert not releases(trainer_for(tmp_path / "off", release_freed_memory=False))
