@@ -156,9 +156,21 @@ class Params(Strict):
     flow: FlowParams
 
 
+# TrainingArguments that transformers 5 renamed: users arrive with the old names from tutorials.
+RENAMED = {
+    "gradient_checkpointing": "activation_checkpointing",
+    "gradient_checkpointing_kwargs": "activation_checkpointing_kwargs",
+    "warmup_ratio": "warmup_steps (a float below 1 is a share of all steps)",
+    "group_by_length": "train_sampling_strategy: group_by_length",
+    "evaluation_strategy": "eval_strategy",
+}
+
+
 def _describe(error: dict[str, Any]) -> str:
     key = ".".join(str(p) for p in error["loc"])
     if error["type"] == "extra_forbidden":
+        if (new := RENAMED.get(str(error["loc"][-1]))) and error["loc"][:2] == ("train", "args"):
+            return f"{key}: transformers 5 renamed this key; write {new}"
         return f"{key}: unknown key (a typo? see the keys beside it in params.yaml)"
     if error["type"] == "missing":
         return f"{key}: missing"

@@ -32,6 +32,11 @@ def test_unknown_key_names_the_key():
         parse_params(edited(lambda r: r["train"]["args"].update(learning_rte=1.0e-4)))
 
 
+def test_a_training_argument_transformers_5_renamed_says_the_new_name():
+    with pytest.raises(UserError, match=r"train\.args\.gradient_checkpointing: transformers 5 renamed .* activation_"):
+        parse_params(edited(lambda r: r["train"]["args"].update(gradient_checkpointing=True)))
+
+
 def test_wrong_type_names_the_key_and_value():
     with pytest.raises(UserError, match=r"data\.seed: .*got 'forty-two'"):
         parse_params(edited(lambda r: r["data"].update(seed="forty-two")))
