@@ -107,8 +107,12 @@ def load_trained(model_dir: str) -> tuple[Any, Any]:
     from transformers import AutoModelForSequenceClassification
 
     tokenizer = load_tokenizer(model_dir)
-    model = _from_pretrained(AutoModelForSequenceClassification, model_dir)
-    return fuse_gelu(configure_padding(model, tokenizer)).eval(), tokenizer
+    return for_inference(_from_pretrained(AutoModelForSequenceClassification, model_dir), tokenizer), tokenizer
+
+
+def for_inference(model: Any, tokenizer: Any) -> Any:
+    """A loaded classifier ready to predict: pad token set, fused GELU, eval mode (dropout off)."""
+    return fuse_gelu(configure_padding(model, tokenizer)).eval()
 
 
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:

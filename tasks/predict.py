@@ -17,7 +17,7 @@ from typing import Any
 from tasks.common import UserError, write_text
 from tasks.config import RegisterParams
 from tasks.loaders import read_file
-from tasks.modeling import configure_padding, fuse_gelu, predict_texts, set_threads
+from tasks.modeling import for_inference, predict_texts, set_threads
 
 log = logging.getLogger("tuneops.predict")
 
@@ -40,7 +40,7 @@ def load_registered(register: RegisterParams, version: int | None = None) -> tup
         parts = mlflow.transformers.load_model(uri, return_type="components")
     except MlflowException as exc:
         raise UserError(f"{uri}: {exc.message.splitlines()[0]} (run `dvc repro` to register a model)") from None
-    return fuse_gelu(configure_padding(parts["model"], parts["tokenizer"])).eval(), parts["tokenizer"]
+    return for_inference(parts["model"], parts["tokenizer"]), parts["tokenizer"]
 
 
 def read_texts(path: Path, text_column: str = "text") -> list[str]:

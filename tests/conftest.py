@@ -102,6 +102,16 @@ class Project:
         return [line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage '")]
 
 
+def short_run_train_params(steps: int, **arg_updates: Any) -> Any:
+    """params.yaml's `train` section for a run of `steps` optimizer steps, no evaluation and no checkpoints."""
+    from tasks.config import load_params
+
+    train = load_params(ROOT / "params.yaml").train
+    args = train.args.model_copy(update={"max_steps": steps, "eval_strategy": "no", "save_strategy": "no",
+                                         "load_best_model_at_end": False, **arg_updates})  # fmt: skip
+    return train.model_copy(update={"args": args})
+
+
 def use_shared_tweets(params: dict[str, Any]) -> None:
     params["data"].update(source=str(TWEETS), text_column="text", label_column="sentiment")
 

@@ -15,11 +15,10 @@ import pytest
 import torch
 
 from bench.train_speed import seed_trainer
-from tasks.config import load_params
 from tasks.modeling import load_tokenizer
 from tasks.tokenize import encode
 from tasks.train import build_trainer
-from tests.conftest import GPT2_TOKENIZER, ROOT, TWEETS
+from tests.conftest import GPT2_TOKENIZER, TWEETS, short_run_train_params
 
 pytestmark = pytest.mark.skipif(not (TWEETS.is_dir() and GPT2_TOKENIZER.is_dir()), reason="needs ../shared")
 STEPS = 4
@@ -51,16 +50,14 @@ def stage_trainer(tweets, tmp_path, batch: int, accumulation: int, bf16: bool = 
     from datasets import Dataset
 
     tokenizer = load_tokenizer(str(GPT2_TOKENIZER))
-    train = load_params(ROOT / "params.yaml").train
-    args = train.args.model_copy(update={
-        "max_steps": STEPS, "eval_strategy": "no", "save_strategy": "no", "load_best_model_at_end": False,
-        "per_device_train_batch_size": batch, "gradient_accumulation_steps": accumulation, "logging_steps": 1,
-        "train_sampling_strategy": "sequential", "bf16": bf16, "torch_compile": False,
-    })  # fmt: skip
+    train = short_run_train_params(
+        STEPS, per_device_train_batch_size=batch, gradient_accumulation_steps=accumulation, logging_steps=1,
+        train_sampling_strategy="sequential", bf16=bf16, torch_compile=False,
+    )  # fmt: skip
     columns, _ = encode(tweets, tokenizer, 128)
-    trainer = build_trainer(tiny_gpt2(tokenizer), tokenizer, {"train": Dataset.from_dict(columns)},
-                            train.model_copy(update={"args": args}), tmp_path / f"b{batch}x{accumulation}")  # fmt: skip
-    return trainer, args
+    trainer = build_trainer(tiny_gpt2(tokenizer), tokenizer, {"train": Dataset.from_dict(columns)}, train,
+                            tmp_path / f"b{batch}x{accumulation}")  # fmt: skip
+    return trainer, train.args
 
 
 @pytest.mark.parametrize("bf16, tolerance", [(False, 1e-4), (True, 3e-2)], ids=["fp32", "bf16"])

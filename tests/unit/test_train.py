@@ -2,10 +2,9 @@
 
 import pytest
 
-from tasks.config import load_params
 from tasks.modeling import load_tokenizer
-from tasks.train import ReleaseFreedMemory, build_trainer
-from tests.conftest import GPT2_TOKENIZER, ROOT
+from tasks.train import ReleaseFreedMemory, _malloc_trim, build_trainer
+from tests.conftest import GPT2_TOKENIZER, short_run_train_params
 
 pytestmark = pytest.mark.skipif(not GPT2_TOKENIZER.is_dir(), reason=f"needs the GPT-2 tokenizer at {GPT2_TOKENIZER}")
 
@@ -15,10 +14,7 @@ def trainer_for(tmp_path, **train_updates):
     from transformers import GPT2Config, GPT2ForSequenceClassification
 
     tokenizer = load_tokenizer(str(GPT2_TOKENIZER))
-    train = load_params(ROOT / "params.yaml").train
-    args = train.args.model_copy(update={"max_steps": 1, "eval_strategy": "no", "save_strategy": "no",
-                                         "load_best_model_at_end": False})  # fmt: skip
-    train = train.model_copy(update={"args": args, **train_updates})
+    train = short_run_train_params(1).model_copy(update=train_updates)
     config = GPT2Config(n_layer=1, n_embd=16, n_head=2, num_labels=3, pad_token_id=tokenizer.pad_token_id)
     data = Dataset.from_dict({"input_ids": [[1, 2, 3]], "attention_mask": [[1, 1, 1]], "labels": [0]})
     return build_trainer(GPT2ForSequenceClassification(config), tokenizer, {"train": data}, train, tmp_path)
@@ -50,11 +46,7 @@ def test_freed_memory_is_released_each_step_on_cpu_unless_turned_off(tmp_path):
     def releases(trainer) -> bool:
         return any(isinstance(cb, ReleaseFreedMemory) for cb in trainer.callback_handler.callbacks)
 
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim  # noqa: B018
-    except (OSError, AttributeError):
+    if _malloc_trim() is None:
         pytest.skip("no glibc malloc_trim here")
     assert releases(trainer_for(tmp_path / "on"))
     assert not releases(trainer_for(tmp_path / "off", release_freed_memory=False))
