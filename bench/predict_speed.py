@@ -3,7 +3,7 @@
     python bench/predict_speed.py          (needs ../shared; a few minutes on 2 cores)
 
 Same model (GPT-2 small architecture, random init, 3 labels), same 3,534 real test tweets, same machine, same
-run. tuneops: length-sorted batches, dynamic padding, torch.inference_mode (tasks.predict.predict, which
+run. tuneops: length-sorted batches, dynamic padding, torch.inference_mode (tuneops.predict.predict, which
 `tuneops predict` calls once it has the model from the registry). Plain: pipeline("text-classification").
 """
 
@@ -26,13 +26,17 @@ def save_model(model_dir: Path) -> None:
     import torch
     from transformers import GPT2Config, GPT2ForSequenceClassification
 
-    from tasks.modeling import load_tokenizer
+    from tuneops.modeling import load_tokenizer
 
     tokenizer = load_tokenizer(str(TOKENIZER))
     tokenizer.model_max_length = 128
     torch.manual_seed(0)
-    config = GPT2Config(num_labels=3, id2label=dict(enumerate(LABELS)), label2id={k: i for i, k in enumerate(LABELS)},
-                        pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+    config = GPT2Config(
+        num_labels=3,
+        id2label=dict(enumerate(LABELS)),
+        label2id={k: i for i, k in enumerate(LABELS)},
+        pad_token_id=tokenizer.pad_token_id,
+    )
     GPT2ForSequenceClassification(config).save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
 
@@ -42,8 +46,8 @@ def main() -> None:
         sys.exit(f"needs the real data and tokenizer under {SHARED}")
     from transformers import pipeline
 
-    from tasks.modeling import load_trained, native_bf16, predict_texts, set_threads
-    from tasks.predict import predict, read_texts
+    from tuneops.modeling import load_trained, native_bf16, predict_texts, set_threads
+    from tuneops.predict import predict, read_texts
 
     set_threads(None)
     texts = read_texts(TEST)

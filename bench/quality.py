@@ -42,8 +42,12 @@ def main() -> None:
         (work / rel).write_bytes((ROOT / rel).read_bytes())
     make_model(work / "gpt2-4x256")
     params = yaml.safe_load((work / "params.yaml").read_text())
-    params["data"].update(source=str(SHARED / "data" / "tweet_sentiment_extraction"), label_column="sentiment",
-                          max_train_samples=None, max_eval_samples=None)  # fmt: skip
+    params["data"].update(
+        source=str(SHARED / "data" / "tweet_sentiment_extraction"),
+        label_column="sentiment",
+        max_train_samples=None,
+        max_eval_samples=None,
+    )
     params["model"]["name"] = str(work / "gpt2-4x256")
     # a randomly initialised model needs a larger step than fine-tuning a pretrained one
     params["train"]["args"].update(num_train_epochs=args.epochs, learning_rate=5.0e-4, logging_steps=50)

@@ -6,7 +6,7 @@ Model: GPT2ForSequenceClassification(GPT2Config(num_labels=3)), random init (the
 same compute). Data: 1,000 real tweets, the real GPT-2 tokenizer.
 (a) the seed tutorial: padding="max_length" (1,024 tokens), per_device_train_batch_size=1,
     gradient_accumulation_steps=4, through the transformers Trainer.
-(b) tasks.train.build_trainer with params.yaml's `train` section and tasks.tokenize.encode: the stage's code.
+(b) tuneops.training.build_trainer with params.yaml's `train` section and tuneops.tokenization.encode: the stage's code.
 Each side runs in its own process (so peak RSS is its own), warms up, then is timed over a fixed number of
 optimizer steps. Throughput counts real (non-pad) tokens. MFU of (b) = 6 x non-embedding params x real
 tokens/s over a dense fp32 matmul FLOP/s measured here, in this run.
@@ -60,7 +60,7 @@ def matmul_flops(n: int = 3072, reps: int = 8, dtype: str = "float32") -> float:
     """Dense matmul FLOP/s on this machine, with the threads training uses (best of 3)."""
     import torch
 
-    from tasks.modeling import set_threads
+    from tuneops.modeling import set_threads
 
     set_threads(None)
     a, b = torch.randn(n, n, dtype=getattr(torch, dtype)), torch.randn(n, n, dtype=getattr(torch, dtype))
@@ -106,31 +106,48 @@ def seed_trainer(model: Any, tokenizer: Any, df: pd.DataFrame, out: Path, steps:
 
     enc = tokenizer(df["text"].tolist(), padding="max_length", max_length=1024, truncation=True)
     data = Dataset.from_dict({**enc, "labels": df["label"].tolist()})
-    args = TrainingArguments(output_dir=str(out), per_device_train_batch_size=1, gradient_accumulation_steps=4,
-                             max_steps=steps, save_strategy="no", report_to=[], use_cpu=True, logging_steps=1,
-                             include_num_input_tokens_seen="non_padding", disable_tqdm=True, **hyper)  # fmt: skip
+    args = TrainingArguments(
+        output_dir=str(out),
+        per_device_train_batch_size=1,
+        gradient_accumulation_steps=4,
+        max_steps=steps,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        logging_steps=1,
+        include_num_input_tokens_seen="non_padding",
+        disable_tqdm=True,
+        **hyper,
+    )
     return Trainer(model=model, args=args, train_dataset=data)
 
 
-def stage_trainer(model: Any, tokenizer: Any, df: pd.DataFrame, out: Path, steps: int,
-                  overrides: dict | None = None) -> Any:  # fmt: skip
+def stage_trainer(
+    model: Any, tokenizer: Any, df: pd.DataFrame, out: Path, steps: int, overrides: dict | None = None
+) -> Any:
     """The train stage's own code path and params.yaml configuration; only the run length is the bench's."""
     from datasets import Dataset
 
-    from tasks.config import TrainingArgs, load_params
-    from tasks.tokenize import encode
-    from tasks.train import build_trainer
+    from tuneops.params import TrainingArgs, load_params
+    from tuneops.tokenization import encode
+    from tuneops.training import build_trainer
 
     params = load_params(ROOT / "params.yaml")
     columns, _ = encode(df, tokenizer, params.tokenize.max_length)
     overrides = overrides or {}
-    args = params.train.args.model_copy(update={
-        "max_steps": steps, "eval_strategy": "no", "save_strategy": "no", "load_best_model_at_end": False,
-        **{k: v for k, v in overrides.items() if k in TrainingArgs.model_fields},
-    })  # fmt: skip
+    args = params.train.args.model_copy(
+        update={
+            "max_steps": steps,
+            "eval_strategy": "no",
+            "save_strategy": "no",
+            "load_best_model_at_end": False,
+            **{k: v for k, v in overrides.items() if k in TrainingArgs.model_fields},
+        }
+    )
     train = params.train.model_copy(update={k: v for k, v in overrides.items() if k not in TrainingArgs.model_fields})
-    trainer = build_trainer(model, tokenizer, {"train": Dataset.from_dict(columns)},
-                            train.model_copy(update={"args": args}), out)  # fmt: skip
+    trainer = build_trainer(
+        model, tokenizer, {"train": Dataset.from_dict(columns)}, train.model_copy(update={"args": args}), out
+    )
     trainer.args.include_num_input_tokens_seen = "non_padding"
     trainer.args.disable_tqdm = True
     return trainer
@@ -138,7 +155,7 @@ def stage_trainer(model: Any, tokenizer: Any, df: pd.DataFrame, out: Path, steps
 
 def run_side(side: str, overrides: dict | None = None) -> dict:
     """One side in this process: returns throughput and this process's peak RSS."""
-    from tasks.modeling import load_tokenizer, set_threads
+    from tuneops.modeling import load_tokenizer, set_threads
 
     set_threads(None)
     tokenizer = load_tokenizer(str(TOKENIZER))
@@ -161,12 +178,17 @@ def run_side(side: str, overrides: dict | None = None) -> dict:
         p.numel() for n, p in model.named_parameters() if not n.startswith(("transformer.wte", "transformer.wpe"))
     )
     return {
-        "side": side, "samples_per_s": samples / seconds, "tokens_per_s": (timer.tokens1 - timer.tokens0) / seconds,
-        "seconds": seconds, "samples": samples,
+        "side": side,
+        "samples_per_s": samples / seconds,
+        "tokens_per_s": (timer.tokens1 - timer.tokens0) / seconds,
+        "seconds": seconds,
+        "samples": samples,
         "batch": f"{args.per_device_train_batch_size}x{args.gradient_accumulation_steps}",
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,  # ru_maxrss is in KiB
-        "non_embedding_params": non_embedding, "bf16": bool(args.bf16), "last_loss": losses[-1] if losses else None,
-    }  # fmt: skip
+        "non_embedding_params": non_embedding,
+        "bf16": bool(args.bf16),
+        "last_loss": losses[-1] if losses else None,
+    }
 
 
 def spawn(side: str, overrides: dict | None = None) -> dict:
@@ -188,8 +210,10 @@ def report(a: dict, b: dict, peak: float, peak_bf16: float, extra: dict[str, dic
     rows = [("(a) seed: pad 1024, bs 1 x acc 4", a), ("(b) train stage (params.yaml)", b)]
     rows += [(f"(b) with {name}", r) for name, r in extra.items()]
     for name, r in rows:
-        print(f"{name:<34}{r['batch']:>7}{r['samples_per_s']:>11.2f}{r['tokens_per_s']:>10.0f}"
-              f"{r['peak_rss_gib']:>8.2f}GiB{mfu(r):>7.0%}")  # fmt: skip
+        print(
+            f"{name:<34}{r['batch']:>7}{r['samples_per_s']:>11.2f}{r['tokens_per_s']:>10.0f}"
+            f"{r['peak_rss_gib']:>8.2f}GiB{mfu(r):>7.0%}"
+        )
     print(f"ratio b/a (samples/s): {b['samples_per_s'] / a['samples_per_s']:.1f}x   (target >= 60x)")
     print(f"MFU of (b): {mfu(b):.1%} of the measured fp32 matmul rate   (target >= 55%)")
     if b["bf16"]:

@@ -8,7 +8,6 @@ data quality before training, one run per workspace at a time, and a DVC push af
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import sys
 import time
@@ -23,10 +22,13 @@ from prefect.states import Completed, Failed
 
 from flows import reports
 from flows.stages import StageFailed, TransientStageFailure, dvc_stages, repro
-from tasks.common import UserError, write_json
-from tasks.config import FlowParams, load_params
+from tuneops.errors import UserError
+from tuneops.files import read_json, write_json
+from tuneops.params import FlowParams, load_params
+from tuneops.paths import DATA_DOCS_DIR, DATA_QUALITY_PATH, DATA_REVIEW_PATH, DATA_VERDICT_PATH, GATE_PATH
+from tuneops.quality import review_needed
+from tuneops.records import DataReview, DataVerdict, GateVerdict, QualityRecord
 
-REVIEW_RECORD = Path("reports") / "data_review.json"
 REVIEW_POLL_S = 2
 
 
@@ -65,34 +67,30 @@ def ensure_workspace_limit(name: str) -> None:
         client.upsert_global_concurrency_limit_by_name(name, limit=1)
 
 
-def review_needed(policy: str, records: list[dict], manifest_sha: str) -> bool:
-    """Ask a person unless policy says never, or this exact data was approved before."""
-    if policy == "never":
-        return False
-    if REVIEW_RECORD.is_file() and json.loads(REVIEW_RECORD.read_text()).get("approved_manifest") == manifest_sha:
-        return False
-    return policy == "always" or any(not r["passed"] for r in records)
+def approved_manifest() -> str | None:
+    """The data manifest a person last approved in review, if any."""
+    return read_json(DATA_REVIEW_PATH, DataReview).approved_manifest if DATA_REVIEW_PATH.is_file() else None
 
 
-def review(params: FlowParams, records: list[dict], manifest_sha: str) -> str | None:
+def review(params: FlowParams, records: list[QualityRecord], manifest_sha: str) -> str | None:
     """Pause for a person to read the data-quality report; return why the run must stop, or None."""
     from prefect.exceptions import FlowPauseTimeout
     from prefect.flow_runs import pause_flow_run
 
     log = get_run_logger()
-    failed = [f"{r['check']} on {r['split']}: {r['observed']} vs {r['threshold']}" for r in records if not r["passed"]]
-    docs = (Path("reports") / "data_quality" / "index.html").resolve()
+    failed = [r.line() for r in records if not r.passed]
+    docs = (DATA_DOCS_DIR / "index.html").resolve()
     findings = "Failed warnings:\n" + "\n".join(f"- {f}" for f in failed) if failed else "All checks passed."
     note = f"Review the data before training. Data Docs: file://{docs}\n\n{findings}"
     log.warning("paused for data review (timeout %d s); approve or reject in the Prefect UI", params.review_timeout)
     try:
-        decision = pause_flow_run(wait_for_input=ReviewDecision.with_initial_data(description=note, approve=False),
-                                  timeout=params.review_timeout, poll_interval=REVIEW_POLL_S)  # fmt: skip
+        form = ReviewDecision.with_initial_data(description=note, approve=False)
+        decision = pause_flow_run(wait_for_input=form, timeout=params.review_timeout, poll_interval=REVIEW_POLL_S)
     except FlowPauseTimeout:
         return f"data review timed out after {params.review_timeout} s: nothing trained"
     approved = manifest_sha if decision.approve else None
-    record = {"approved_manifest": approved, "approve": decision.approve, "comment": decision.comment}
-    write_json(REVIEW_RECORD, {**record, "at": time.time()})
+    record = DataReview(approved_manifest=approved, approve=decision.approve, comment=decision.comment, at=time.time())
+    write_json(DATA_REVIEW_PATH, record)
     if not decision.approve:
         return f"data rejected in review{': ' + decision.comment if decision.comment else ''}: nothing trained"
     log.info("data approved in review%s", f": {decision.comment}" if decision.comment else "")
@@ -109,8 +107,11 @@ def push(log: logging.Logger) -> str | None:
 
 def run_stage(stage: str, params: FlowParams) -> dict:
     if stage == "ingest":  # the only stage that reaches out (Hub, network shares)
-        retried = stage_task.with_options(retries=params.ingest_retries, retry_condition_fn=_only_transient,
-                                          retry_delay_seconds=params.ingest_retry_delay_seconds)  # fmt: skip
+        retried = stage_task.with_options(
+            retries=params.ingest_retries,
+            retry_condition_fn=_only_transient,
+            retry_delay_seconds=params.ingest_retry_delay_seconds,
+        )
         return retried(stage)
     return stage_task(stage)
 
@@ -132,29 +133,29 @@ def run_pipeline(params: FlowParams) -> Any:
                 publish()
         summary[result["status"]].append(stage)
         if stage == "validate":
-            records = json.loads(Path("reports/data_quality.json").read_text())
-            manifest = json.loads(Path("reports/data_quality_verdict.json").read_text())["manifest_sha256"]
-            stop = review(params, records, manifest) if review_needed(params.review_data, records, manifest) else None
+            records = read_json(DATA_QUALITY_PATH, list[QualityRecord])
+            manifest = read_json(DATA_VERDICT_PATH, DataVerdict).manifest_sha256
+            ask = review_needed(params.review_data, records, manifest, approved_manifest())
+            stop = review(params, records, manifest) if ask else None
             if stop:
                 return Failed(message=stop, data=summary)
     return finish(summary, params, log)
 
 
 def finish(summary: dict[str, Any], params: FlowParams, log: logging.Logger) -> Any:
-    gate = json.loads(Path("reports/gate.json").read_text()) if Path("reports/gate.json").is_file() else None
-    summary["verdict"] = gate and gate["verdict"]
+    summary["verdict"] = read_json(GATE_PATH, GateVerdict).verdict if GATE_PATH.is_file() else None
     if "register" not in summary["ran"]:
         message = "nothing changed: no stage ran" if not summary["ran"] else "no new registration (register skipped)"
         log.info("%s; summary: %s", message, summary)
         return Completed(message=message, data=summary)
     record = reports.registration()
-    summary["registered"] = {k: record[k] for k in ("name", "version", "alias")}
-    message = f"registered {record['name']} v{record['version']} as {record['alias']}"
+    summary["registered"] = record.model_dump(include={"name", "version", "alias"})
+    message = f"registered {record.name} v{record.version} as {record.alias}"
     if params.push:
         failed = push(log)
         if failed:
-            return Failed(message=f"{message}, but dvc push failed: {failed} (the registration stands; "
-                          "run `dvc push` again)", data=summary)  # fmt: skip
+            why = f"{message}, but dvc push failed: {failed} (the registration stands; run `dvc push` again)"
+            return Failed(message=why, data=summary)
         message += "; data and model pushed to the DVC remote"
     log.info("%s; summary: %s", message, summary)
     return Completed(message=message, data=summary)
@@ -175,8 +176,8 @@ def retrain(params_path: str = "params.yaml") -> Any:
         with concurrency(lock, occupy=1, timeout_seconds=params.workspace_lock_timeout, strict=True):
             return run_pipeline(params)
     except TimeoutError:
-        return Failed(message=f"another retrain run held workspace {Path.cwd()} for over "
-                      f"{params.workspace_lock_timeout:.0f} s (flow.workspace_lock_timeout); nothing ran")  # fmt: skip
+        held = f"{params.workspace_lock_timeout:.0f} s (flow.workspace_lock_timeout)"
+        return Failed(message=f"another retrain run held workspace {Path.cwd()} for over {held}; nothing ran")
 
 
 if __name__ == "__main__":

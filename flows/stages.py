@@ -16,7 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from tasks.common import EXIT_TRANSIENT
+from tuneops.errors import EXIT_TRANSIENT
+from tuneops.paths import DVC_YAML_PATH
 
 PROGRESS = re.compile(r"\d+%\|")  # a tqdm bar: log it now and then, not at every redraw
 PROGRESS_EVERY_S = 5.0
@@ -37,7 +38,7 @@ class StageResult:
     seconds: float
 
 
-def dvc_stages(dvc_yaml: Path = Path("dvc.yaml")) -> list[str]:
+def dvc_stages(dvc_yaml: Path = DVC_YAML_PATH) -> list[str]:
     """The stage names, in the order dvc.yaml lists them (which is also their dependency order)."""
     return list((yaml.safe_load(dvc_yaml.read_text()) or {}).get("stages", {}))
 
@@ -55,10 +56,9 @@ def failure_reason(stage: str, lines: list[str]) -> str:
 
 def stream(args: list[str], label: str, log: logging.Logger, cwd: Path = Path(".")) -> tuple[int, list[str]]:
     """Run `python -m <args>`, logging each output line as it comes; return the exit code and the lines."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", *args], cwd=cwd, text=True, bufsize=1,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,  # text mode turns tqdm's \r redraws into lines
-    )  # fmt: skip
+    # text mode turns tqdm's \r redraws into lines
+    command = [sys.executable, "-m", *args]
+    proc = subprocess.Popen(command, cwd=cwd, text=True, bufsize=1, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     lines: list[str] = []
     last_progress = 0.0
     for raw in proc.stdout:

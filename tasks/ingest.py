@@ -1,117 +1,38 @@
-"""Stage `ingest`: any source -> data/interim/{train,validation,test}.parquet + manifest.json.
+"""Stage `ingest`: any source -> the canonical splits.
 
-    python -m tasks.ingest            (dvc.yaml runs it; reads the `data` section of params.yaml)
+    python -m tasks.ingest            (dvc.yaml runs it)
 
-Maps the source onto the canonical schema `text: str, label: int, label_text: str`, keeps the source's own
-splits and carves a stratified validation (and, for a single file, test) split from train. The source is
-only read; subsets for training are taken later, at tokenize.
+params: data.source, data.revision, data.text_column, data.label_column, data.labels,
+        data.validation_fraction, data.test_fraction, data.seed
+reads:  data.source (a Hub dataset id, a file, or a folder of split files; data/raw is where DVC tracks them)
+writes: data/interim ({train,validation,test}.parquet and manifest.json)
+
+Maps the source onto `text: str, label: int, label_text: str`, keeps the source's own splits and carves a
+stratified validation (and, for a single file, test) split from train. The source is only read; subsets for
+training are taken later, at tokenize.
 """
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
-import pandas as pd
-from sklearn.model_selection import train_test_split
-
-from tasks.common import UserError, run_main, sha256_file, stage_parser, staged_dir, write_json
-from tasks.config import DataParams, load_params
-from tasks.loaders import load_source
-
-log = logging.getLogger("tuneops.ingest")
-SPLITS = ("train", "validation", "test")
+from tuneops.params import DataParams, load_params
+from tuneops.paths import INTERIM_DIR
+from tuneops.records import Manifest
+from tuneops.runner import run_main, stage_parser
+from tuneops.sources import load_source
+from tuneops.splits import make_splits, to_canonical, write_splits
 
 
-def _pick_columns(df: pd.DataFrame, origin: str, data: DataParams) -> tuple[str, str]:
-    text_col, label_col = data.text_column, data.label_column
-    if {text_col, label_col} - set(df.columns) and {"prompt", "completion"} <= set(df.columns):
-        return "prompt", "completion"  # OpenAI fine-tuning JSONL, as the seed article prepares it
-    for key, column in (("data.text_column", text_col), ("data.label_column", label_col)):
-        if column not in df.columns:
-            have = ", ".join(map(str, df.columns))
-            raise UserError(f"{origin}: column {column!r} not found (columns: {have}); set {key}")
-    return text_col, label_col
-
-
-def _label_ids(values: pd.Series, origin: str, column: str, labels: list[str]) -> pd.Series:
-    """Labels arrive as names or as ids; both become ids, anything else is named with its rows."""
-    by_name = {name.strip().lower(): i for i, name in enumerate(labels)}
-    by_id = {str(i): i for i in range(len(labels))}
-    as_text = values.map(lambda v: None if v is None or v != v else str(v).strip())
-    ids = as_text.map(lambda v: by_name.get(v.lower(), by_id.get(v)) if v is not None else None)
-    bad = ids.isna()
-    if bad.any():
-        rows = [int(i) + 1 for i in values.index[bad][:5]]
-        shown = ", ".join(f"row {r}: {as_text.iloc[r - 1]!r}" for r in rows)
-        raise UserError(
-            f"{origin}: column {column!r}: {int(bad.sum())} label(s) outside {labels} ({shown}); "
-            "fix the data or data.labels"
-        )
-    return ids.astype("int64")
-
-
-def to_canonical(df: pd.DataFrame, origin: str, data: DataParams) -> pd.DataFrame:
-    text_col, label_col = _pick_columns(df, origin, data)
-    df = df.reset_index(drop=True)
-    text = df[text_col].map(lambda v: None if v is None or v != v else str(v))
-    if label_col == "completion":
-        text = text.map(lambda v: v.strip() if v is not None else None)
-    label = _label_ids(df[label_col], origin, label_col, data.labels)
-    return pd.DataFrame(
-        {
-            "text": text.astype("string"),
-            "label": label,
-            "label_text": label.map(lambda i: data.labels[i]).astype("string"),
-        }
-    )
-
-
-def _carve(df: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    stratify = df["label"] if df["label"].value_counts().min() >= 2 else None
-    if stratify is None:
-        log.warning("a class has fewer than 2 rows: carving a split without stratification")
-    rest, held = train_test_split(df, test_size=fraction, random_state=seed, stratify=stratify)
-    return rest.reset_index(drop=True), held.reset_index(drop=True)
-
-
-def make_splits(frames: dict[str, pd.DataFrame], data: DataParams) -> dict[str, pd.DataFrame]:
-    splits = dict(frames)
-    if "test" not in splits:
-        log.info("source has no test split: holding out %.0f%% of train, stratified", 100 * data.test_fraction)
-        splits["train"], splits["test"] = _carve(splits["train"], data.test_fraction, data.seed)
-    if "validation" not in splits:
-        log.info("carving a stratified validation split (%.0f%% of train)", 100 * data.validation_fraction)
-        splits["train"], splits["validation"] = _carve(splits["train"], data.validation_fraction, data.seed)
-    return {name: splits[name] for name in SPLITS}
-
-
-def ingest(data: DataParams, out_dir: Path) -> dict:
-    """Load `data.source`, write the canonical splits and a manifest to `out_dir`; return the manifest."""
+def ingest(data: DataParams, interim_dir: Path = INTERIM_DIR) -> Manifest:
     raw = load_source(data.source, data.revision)
     frames = {split: to_canonical(df, origin, data) for split, (df, origin) in raw.items()}
-    splits = make_splits(frames, data)
-    manifest = {"source": data.source, "revision": data.revision, "labels": data.labels, "splits": {}}
-    with staged_dir(out_dir) as staging:
-        for name, df in splits.items():
-            path = staging / f"{name}.parquet"
-            df.to_parquet(path, index=False)
-            counts = df["label_text"].value_counts()
-            manifest["splits"][name] = {
-                "rows": len(df),
-                "label_counts": {label: int(counts.get(label, 0)) for label in data.labels},
-                "sha256": sha256_file(path),
-            }
-            log.info("%-10s %6d rows  %s", name, len(df), manifest["splits"][name]["label_counts"])
-        write_json(staging / "manifest.json", manifest)
-    return manifest
+    return write_splits(make_splits(frames, data), data, interim_dir)
 
 
 def main() -> None:
     parser = stage_parser(__doc__)
-    parser.add_argument(
-        "--out-dir", type=Path, default=Path("data/interim"), help="output folder (default: %(default)s)"
-    )
+    parser.add_argument("--out-dir", type=Path, default=INTERIM_DIR, help="output folder (default: %(default)s)")
     args = parser.parse_args()
     ingest(load_params(args.params).data, args.out_dir)
 

@@ -1,278 +1,66 @@
 """Stage `validate`: Great Expectations checks of label balance and text quality, with Data Docs.
 
-    python -m tasks.validate          (dvc.yaml runs it; reads the `validate` section of params.yaml)
+    python -m tasks.validate          (dvc.yaml runs it)
 
-Writes reports/data_quality/index.html (GX Data Docs: every expectation with its observed value),
-reports/data_quality.json (one record per check) and, only when no `error` check failed,
-reports/data_quality_verdict.json, which tokenize requires. The verdict file holds the verdict alone, so a
-changed threshold that does not flip it reruns nothing downstream.
+params: data.labels, validate
+reads:  data/interim
+writes: reports/data_quality (GX Data Docs: every expectation with its observed value; open index.html),
+        reports/data_quality.json (one record per check),
+        reports/data_quality_verdict.json (only when no `error` check failed; tokenize requires it)
+
+The verdict file holds the verdict alone, so a changed threshold that does not flip it reruns nothing
+downstream. A failed `error` check stops with each failure listed; the report stays for people to read.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
-from typing import Any
 
-import pandas as pd
-
-from tasks.common import UserError, remove, run_main, sha256_file, stage_parser, staged_dir, write_json
-from tasks.config import Check, ValidateParams, load_params
-from tasks.ingest import SPLITS
+from tuneops.errors import UserError
+from tuneops.files import remove, sha256_file, staged_dir, write_json
+from tuneops.params import ValidateParams, load_params
+from tuneops.paths import DATA_DOCS_DIR, DATA_QUALITY_PATH, DATA_VERDICT_PATH, INTERIM_DIR
+from tuneops.quality import add_plain_index, run_checks, table
+from tuneops.records import DataVerdict, QualityRecord
+from tuneops.runner import run_main, stage_parser
+from tuneops.splits import read_splits
 
 log = logging.getLogger("tuneops.validate")
 
-ONLY_URLS_MENTIONS = r"^\s*(?:(?:https?://\S+|www\.\S+|@\w+|#\w+)[\s.,!?:;]*)+$"
-# C0 controls but tab/newline/CR, DEL, U+FFFD, and U+FFFD's UTF-8 bytes misread as Latin-1 ("ï¿½").
-MOJIBAKE = "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]|\u00ef\u00bf\u00bd"
-
-
-def _exp(kind: str, check: str, severity: str, threshold: Any, **kwargs: Any) -> Any:
-    """A GX expectation whose `meta` carries our check name, severity and threshold into the results."""
-    import great_expectations.expectations as gxe
-
-    meta = {"check": check, "severity": severity, "threshold": threshold}
-    return getattr(gxe, kind)(meta=meta, **kwargs)
-
-
-def _rate(kind: str, check: str, c: Check, **kwargs: Any) -> Any:
-    """A per-row expectation allowed to fail on at most `c.threshold` of the rows."""
-    return _exp(kind, check, c.severity, c.threshold, mostly=1 - c.threshold, **kwargs)
-
-
-def row_expectations(split: str, p: ValidateParams, n_labels: int) -> list[Any]:
-    ids = list(range(n_labels))
-    text_types = ["str", "string", "StringDtype", "object"]  # what GX calls pandas' string dtypes
-    exps = [
-        _exp(
-            "ExpectColumnValuesToBeInTypeList",
-            "schema_text_is_string",
-            "error",
-            "str",
-            column="text",
-            type_list=text_types,
-        ),
-        _exp(
-            "ExpectColumnValuesToBeInTypeList",
-            "schema_label_is_int",
-            "error",
-            "int",
-            column="label",
-            type_list=["int64"],
-        ),
-        _exp("ExpectColumnValuesToBeInSet", "labels_in_declared_set", "error", ids, column="label", value_set=ids),
-        _exp(
-            "ExpectColumnDistinctValuesToContainSet", "every_label_present", "error", ids, column="label", value_set=ids
-        ),
-        _exp(
-            "ExpectTableRowCountToBeBetween",
-            "min_rows",
-            p.min_rows.severity,
-            p.min_rows.threshold,
-            min_value=int(p.min_rows.threshold),
-        ),
-        _exp("ExpectColumnValuesToNotBeNull", "no_null_text", "error", 0, column="text"),
-        _rate(
-            "ExpectColumnValuesToNotMatchRegex", "empty_text_rate", p.max_empty_text_rate, column="text", regex=r"^\s*$"
-        ),
-        _exp(
-            "ExpectColumnValueLengthsToBeBetween",
-            "text_length",
-            p.text_length.severity,
-            [p.text_length.min, p.text_length.max],
-            column="text",
-            min_value=p.text_length.min,
-            max_value=p.text_length.max,
-        ),
-        _rate("ExpectColumnValuesToBeUnique", "duplicate_rate", p.max_duplicate_rate, column="text"),
-        _rate(
-            "ExpectColumnValuesToNotMatchRegex",
-            "only_urls_mentions_rate",
-            p.max_only_urls_mentions_rate,
-            column="text",
-            regex=ONLY_URLS_MENTIONS,
-        ),
-        _rate("ExpectColumnValuesToNotMatchRegex", "mojibake_rate", p.max_mojibake_rate, column="text", regex=MOJIBAKE),
-    ]
-    if split != "train":
-        # `leaked_text` is the text where it also occurs in train, null elsewhere: Data Docs then lists the
-        # leaked texts themselves instead of a 20,000-item value set.
-        exps.append(_rate("ExpectColumnValuesToBeNull", "leakage_rate", p.max_leakage_rate, column="leaked_text"))
-    return exps
-
-
-def _bound(kind: str, check: str, c: Check, column: str, bound: str) -> Any:
-    """A table-level expectation: `column`'s min or max (`bound` = min_value | max_value) held to c.threshold."""
-    return _exp(kind, check, c.severity, c.threshold, column=column, **{bound: c.threshold})
-
-
-def share_expectations(split: str, p: ValidateParams) -> list[Any]:
-    exps = [
-        _bound("ExpectColumnMinToBeBetween", "min_class_share", p.min_class_share, "share", "min_value"),
-        _bound("ExpectColumnMaxToBeBetween", "max_class_ratio", p.max_class_ratio, "ratio_to_smallest", "max_value"),
-    ]
-    if split != "train":
-        exps.append(_bound("ExpectColumnMaxToBeBetween", "class_share_drift", p.max_class_share_drift,
-                           "drift_from_train", "max_value"))  # fmt: skip
-    return exps
-
-
-def label_shares(df: pd.DataFrame, train: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
-    """One row per declared label: its share, its ratio to the rarest class, its drift from train."""
-
-    def shares(frame: pd.DataFrame) -> pd.Series:
-        counts = frame["label"].value_counts().reindex(range(len(labels)), fill_value=0)
-        return counts / max(len(frame), 1)
-
-    share, train_share = shares(df), shares(train)
-    smallest = share.min()
-    return pd.DataFrame(
-        {
-            "label_text": labels,
-            "share": share.to_numpy(),
-            "ratio_to_smallest": (share / smallest).to_numpy() if smallest > 0 else float("inf"),
-            "drift_from_train": (share - train_share).abs().to_numpy(),
-        }
-    )
-
-
-def _observed(result: dict[str, Any]) -> Any:
-    if "partial_missing_list" in result:  # a set-containment check: the labels that are absent
-        return {"missing": result.get("partial_missing_list", [])}
-    if "observed_value" in result:
-        return result["observed_value"]
-    if "unexpected_percent" in result:  # a rate check: the share of offending rows
-        return round((result.get("unexpected_percent_total", result["unexpected_percent"]) or 0) / 100, 6)
-    return None
-
-
-def _records(split: str, suite: str, run_result: Any) -> list[dict[str, Any]]:
-    out = []
-    for r in run_result.results:
-        meta = r.expectation_config.meta
-        out.append(
-            {
-                "check": meta["check"],
-                "suite": suite,
-                "split": split,
-                "severity": meta["severity"],
-                "passed": bool(r.success),
-                "observed": _observed(r.result),
-                "threshold": meta["threshold"],
-                "examples": [str(v) for v in r.result.get("partial_unexpected_list", [])[:3]],
-            }
-        )
-    return out
-
-
-def run_checks(frames: dict[str, pd.DataFrame], p: ValidateParams, labels: list[str], docs_dir: Path) -> list[dict]:
-    """Run every suite through GX and build Data Docs into `docs_dir`; return one record per check."""
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    context = gx.get_context(mode="ephemeral")
-    # One progress bar per metric batch floods the DVC and Prefect logs; the stage logs its own table.
-    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    context.add_data_docs_site(
-        site_name="local",
-        site_config={
-            "class_name": "SiteBuilder",
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir.resolve())},
-        },
-    )
-    source = context.data_sources.add_pandas("tuneops")
-    train_texts = set(frames["train"]["text"].dropna())
-    records: list[dict] = []
-    for split in SPLITS:
-        df = frames[split].copy()
-        df["leaked_text"] = df["text"].where(df["text"].isin(train_texts)) if split != "train" else None
-        batches = {
-            split: (df, row_expectations(split, p, len(labels))),
-            f"{split}_label_shares": (label_shares(df, frames["train"], labels), share_expectations(split, p)),
-        }
-        for name, (frame, expectations) in batches.items():
-            batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("all")
-            suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
-            vd = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
-            records += _records(split, name, vd.run(batch_parameters={"dataframe": frame}, result_format="SUMMARY"))
-    context.build_data_docs(site_names=["local"])
-    return records
-
-
-def add_plain_index(docs_dir: Path, records: list[dict]) -> None:
-    """Put plain links to every validation page at the top of index.html, with what failed.
-
-    GX builds its index table with JavaScript from a CDN, so without internet the page lists nothing.
-    """
-    import html
-
-    items = []
-    for page in sorted((docs_dir / "validations").rglob("*.html")):
-        name = page.relative_to(docs_dir / "validations").parts[0]
-        checks = [r for r in records if r["suite"] == name]
-        failed = ", ".join(f"{r['check']} ({r['severity']})" for r in checks if not r["passed"]) or "none"
-        link = html.escape(page.relative_to(docs_dir).as_posix())
-        items.append(f'<li><a href="{link}">{html.escape(name)}</a>: {len(checks)} checks, failed: '
-                     f"{html.escape(failed)}</li>")  # fmt: skip
-    block = ('<div style="margin:1em;font-family:sans-serif"><h3>tuneops data quality: validation results</h3>'
-             f"<ul>{''.join(items)}</ul></div>")  # fmt: skip
-    index = docs_dir / "index.html"
-    page = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + block, index.read_text(encoding="utf-8"), count=1)
-    index.write_text(page, encoding="utf-8")
-
-
-def _table(records: list[dict]) -> str:
-    lines = [f"{'check':<26}{'split':<12}{'severity':<10}{'result':<8}{'observed':>12}  threshold"]
-    for r in records:
-        result = "ok" if r["passed"] else ("FAIL" if r["severity"] == "error" else "warn")
-        observed = r["observed"] if not isinstance(r["observed"], float) else f"{r['observed']:.4g}"
-        lines.append(
-            f"{r['check']:<26}{r['split']:<12}{r['severity']:<10}{result:<8}{str(observed):>12}  {r['threshold']}"
-        )
-    return "\n".join(lines)
-
 
 def validate(
-    params: ValidateParams, labels: list[str], interim_dir: Path, docs_dir: Path, report_path: Path, verdict_path: Path
-) -> list[dict]:
+    params: ValidateParams,
+    labels: list[str],
+    interim_dir: Path = INTERIM_DIR,
+    docs_dir: Path = DATA_DOCS_DIR,
+    report_path: Path = DATA_QUALITY_PATH,
+    verdict_path: Path = DATA_VERDICT_PATH,
+) -> list[QualityRecord]:
     """Check the ingested splits; raise UserError listing the failed `error` checks."""
     remove(verdict_path)  # no verdict survives a run that does not pass
-    frames = {split: pd.read_parquet(interim_dir / f"{split}.parquet") for split in SPLITS}
+    manifest = interim_dir / "manifest.json"
+    if not manifest.is_file():
+        raise UserError(f"{manifest}: not found (run `dvc repro ingest` first)")
     with staged_dir(docs_dir) as staging:
-        records = run_checks(frames, params, labels, staging)
+        records = run_checks(read_splits(interim_dir), params, labels, staging)
         add_plain_index(staging, records)
     write_json(report_path, records)
-    log.info("data quality (report: %s)\n%s", (docs_dir / "index.html"), _table(records))
-    failed = [r for r in records if not r["passed"] and r["severity"] == "error"]
-    warned = [r for r in records if not r["passed"] and r["severity"] == "warning"]
-    for r in warned:
-        log.warning(
-            "warning: %s on %s: observed %s, threshold %s", r["check"], r["split"], r["observed"], r["threshold"]
-        )
+    log.info("data quality (report: %s)\n%s", docs_dir / "index.html", table(records))
+    for r in records:
+        if not r.passed and r.severity == "warning":
+            log.warning("warning: %s", r.line())
+    failed = [r for r in records if not r.passed and r.severity == "error"]
     if failed:
-        listed = "; ".join(
-            f"{r['check']} on {r['split']}: observed {r['observed']}, threshold {r['threshold']}" for r in failed
-        )
+        listed = "; ".join(r.line() for r in failed)
         raise UserError(f"data quality failed {len(failed)} error check(s): {listed}. See {docs_dir / 'index.html'}")
-    write_json(verdict_path, {"passed": True, "manifest_sha256": sha256_file(interim_dir / "manifest.json")})
+    write_json(verdict_path, DataVerdict(passed=True, manifest_sha256=sha256_file(manifest)))
     return records
 
 
 def main() -> None:
-    args = stage_parser(__doc__).parse_args()
-    params = load_params(args.params)
-    if not (Path("data/interim") / "manifest.json").is_file():
-        raise UserError("data/interim/manifest.json: not found (run `dvc repro ingest` first)")
-    validate(
-        params.validate_,
-        params.data.labels,
-        Path("data/interim"),
-        Path("reports/data_quality"),
-        Path("reports/data_quality.json"),
-        Path("reports/data_quality_verdict.json"),
-    )
+    params = load_params(stage_parser(__doc__).parse_args().params)
+    validate(params.validate_, params.data.labels)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real data beside the checkout, and throwaway copies of the project to run DVC in."""
+"""Shared fixtures: the offline sample the project makes (texts, tokenizer, GPT-2 from config), throwaway
+copies of the project to run DVC in, and the extra layer of real data in ../shared when it is there."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +22,36 @@ TWEETS = SHARED / "data" / "tweet_sentiment_extraction"
 TINY_GPT2 = SHARED / "models" / "tiny-gpt2"
 GPT2_TOKENIZER = SHARED / "models" / "gpt2-tokenizer"
 MODEL = "tuneops-tweet-sentiment"  # register.model_name in params.yaml
+LABELS = ["negative", "neutral", "positive"]
 
 # Offline and quiet, exactly as CI runs; the Hub is unreachable here.
 os.environ.update(
-    HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", GX_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1",
-    TRANSFORMERS_NO_ADVISORY_WARNINGS="1", TOKENIZERS_PARALLELISM="false",
-    GIT_AUTHOR_NAME="tuneops tests", GIT_AUTHOR_EMAIL="tests@tuneops.local",
-    GIT_COMMITTER_NAME="tuneops tests", GIT_COMMITTER_EMAIL="tests@tuneops.local",
-)  # fmt: skip
+    HF_HUB_OFFLINE="1",
+    HF_DATASETS_OFFLINE="1",
+    GX_ANALYTICS_ENABLED="false",
+    DO_NOT_TRACK="1",
+    TRANSFORMERS_NO_ADVISORY_WARNINGS="1",
+    TOKENIZERS_PARALLELISM="false",
+    PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    GIT_AUTHOR_NAME="tuneops tests",
+    GIT_AUTHOR_EMAIL="tests@tuneops.local",
+    GIT_COMMITTER_NAME="tuneops tests",
+    GIT_COMMITTER_EMAIL="tests@tuneops.local",
+)
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("PREFECT_API_URL", None)
 # dvc.yaml runs `python -m tasks.<stage>`: make `python` this interpreter even when the venv is not activated.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """tests/shared/ is the real-data layer: it runs whenever ../shared is there (CI has it) and skips otherwise."""
+    have_shared = TWEETS.is_dir() and GPT2_TOKENIZER.is_dir() and TINY_GPT2.is_dir()
+    for item in items:
+        if "tests/shared/" in item.nodeid.replace(os.sep, "/"):
+            item.add_marker(pytest.mark.shared)
+        if item.get_closest_marker("shared") and not have_shared:
+            item.add_marker(pytest.mark.skip(reason=f"real data not found at {SHARED} (see shared/README.md)"))
 
 
 def free_port() -> int:
@@ -40,15 +60,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def needs_shared() -> pytest.MarkDecorator:
-    return pytest.mark.skipif(not TWEETS.is_dir(), reason=f"real data not found at {SHARED} (see shared/README.md)")
+@dataclass(frozen=True)
+class Sample:
+    """The offline sample (tuneops.sample): a folder of train.csv + test.csv and a GPT-2 built from config."""
+
+    data_dir: Path
+    model_dir: Path
 
 
-@pytest.fixture
-def shared_data() -> Path:
-    if not TWEETS.is_dir():
-        pytest.skip(f"real data not found at {SHARED} (see shared/README.md)")
-    return TWEETS
+@pytest.fixture(scope="session")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> Sample:
+    from tuneops.sample import build_sample
+
+    return Sample(*build_sample(tmp_path_factory.mktemp("sample")))
+
+
+@pytest.fixture(scope="session")
+def tokenizer(sample: Sample) -> Any:
+    """The sample's byte-level BPE tokenizer as the pipeline loads it: no pad token of its own, pad = eos."""
+    from tuneops.modeling import load_tokenizer
+
+    return load_tokenizer(str(sample.model_dir))
 
 
 def tracked_files(root: Path) -> list[str]:
@@ -67,7 +99,7 @@ class Project:
     def params(self) -> dict[str, Any]:
         return yaml.safe_load((self.path / "params.yaml").read_text())
 
-    def set_params(self, edit: Callable[[dict[str, Any]], None]) -> None:
+    def set_params(self, edit: Callable[[dict[str, Any]], Any]) -> None:
         params = self.params()
         edit(params)
         (self.path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -104,41 +136,32 @@ class Project:
 
 def short_run_train_params(steps: int, **arg_updates: Any) -> Any:
     """params.yaml's `train` section for a run of `steps` optimizer steps, no evaluation and no checkpoints."""
-    from tasks.config import load_params
+    from tuneops.params import load_params
 
     train = load_params(ROOT / "params.yaml").train
-    args = train.args.model_copy(update={"max_steps": steps, "eval_strategy": "no", "save_strategy": "no",
-                                         "load_best_model_at_end": False, **arg_updates})  # fmt: skip
+    updates = {"max_steps": steps, "eval_strategy": "no", "save_strategy": "no", "load_best_model_at_end": False}
+    args = train.args.model_copy(update={**updates, **arg_updates})
     return train.model_copy(update={"args": args})
 
 
-def use_shared_tweets(params: dict[str, Any]) -> None:
-    params["data"].update(source=str(TWEETS), text_column="text", label_column="sentiment")
-
-
-def tweet_subset(dest: Path, n_train: int = 600, n_test: int = 150, seed: int = 0) -> Path:
-    """A stratified sample of the real tweets, as train.csv + test.csv in `dest` (keeps CI fast)."""
-    import pandas as pd
-
-    dest.mkdir(parents=True, exist_ok=True)
-    for split, n in (("train", n_train), ("test", n_test)):
-        df = pd.read_csv(TWEETS / f"{split}.csv", dtype=str, keep_default_na=False)
-        share = n / len(df)
-        sample = df.groupby("sentiment", group_keys=False).sample(frac=share, random_state=seed)
-        sample.to_csv(dest / f"{split}.csv", index=False)
-    return dest
-
-
-def use_tiny_model(params: dict[str, Any], subset: Path) -> None:
-    """Real tweets (a subset) and the real tiny-gpt2 checkpoint; gates a 2-layer width-2 model can pass."""
-    params["data"].update(source=str(subset), text_column="text", label_column="sentiment",
-                          max_train_samples=None, max_eval_samples=None)  # fmt: skip
-    params["model"]["name"] = str(TINY_GPT2)
-    params["train"]["args"].update(num_train_epochs=2, per_device_train_batch_size=16, logging_steps=5)
-    # A 2-layer width-2 model scores near chance either way; min_improvement -1 promotes every candidate that
-    # passes, so retraining tests are deterministic (the champion check has a test of its own).
-    params["evaluate"].update(min_accuracy=0.0, min_macro_f1=0.0, max_overfit_gap=1.0, max_loss_gap=1.0,
-                              min_improvement=-1.0)  # fmt: skip
+def use_sample(params: dict[str, Any], sample: Sample) -> None:
+    """The offline sample and its GPT-2; training short enough for tests, gates any candidate passes."""
+    params["data"].update(
+        source=str(sample.data_dir),
+        text_column="text",
+        label_column="sentiment",
+        max_train_samples=None,
+        max_eval_samples=None,
+    )
+    params["model"]["name"] = str(sample.model_dir)
+    params["train"]["args"].update(
+        num_train_epochs=2, per_device_train_batch_size=16, logging_steps=5, learning_rate=1.0e-3
+    )
+    # min_improvement -1 promotes every candidate that passes, so retraining tests are deterministic (the
+    # champion check has tests of its own); the floors are the ones a 2-layer model of the sample clears.
+    params["evaluate"].update(
+        min_accuracy=0.0, min_macro_f1=0.0, max_overfit_gap=1.0, max_loss_gap=1.0, min_improvement=-1.0
+    )
 
 
 def make_project(dest: Path) -> Project:
@@ -159,11 +182,8 @@ def project(tmp_path: Path) -> Project:
 
 
 @pytest.fixture
-def tiny_project(tmp_path: Path) -> Project:
-    """A project copy set up for the tiny model on a stratified subset of the real tweets."""
-    if not (TWEETS.is_dir() and TINY_GPT2.is_dir()):
-        pytest.skip(f"real data or tiny-gpt2 not found under {SHARED}")
+def sample_project(tmp_path: Path, sample: Sample) -> Project:
+    """A project copy set up for the offline sample and its GPT-2 built from config."""
     proj = make_project(tmp_path / "project")
-    subset = tweet_subset(tmp_path / "tweets")
-    proj.set_params(lambda p: use_tiny_model(p, subset))
+    proj.set_params(lambda p: use_sample(p, sample))
     return proj

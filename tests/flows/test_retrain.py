@@ -1,4 +1,4 @@
-"""The retrain flow on a real Prefect API (prefect_test_harness), real DVC, tiny-gpt2 and real tweets."""
+"""The retrain flow on a real Prefect API (prefect_test_harness), real DVC, the offline sample and its GPT-2."""
 
 from __future__ import annotations
 
@@ -8,12 +8,9 @@ import time
 
 import pytest
 
-from tests.conftest import TINY_GPT2, TWEETS, Project, make_project, tweet_subset, use_tiny_model
+from tests.conftest import Project, make_project, use_sample
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not (TWEETS.is_dir() and TINY_GPT2.is_dir()), reason="needs ../shared (data and tiny-gpt2)"),
-]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -26,13 +23,11 @@ def api():
 
 
 @pytest.fixture(scope="module")
-def workspace(api, tmp_path_factory) -> Project:
-    tmp = tmp_path_factory.mktemp("flow")
-    project = make_project(tmp / "project")
-    subset = tweet_subset(tmp / "tweets")
+def workspace(api, tmp_path_factory, sample) -> Project:
+    project = make_project(tmp_path_factory.mktemp("flow") / "project")
 
     def setup(p):
-        use_tiny_model(p, subset)
+        use_sample(p, sample)
         p["flow"].update(review_data="never")
 
     project.set_params(setup)
@@ -209,12 +204,11 @@ def ingest_attempts(state) -> int:
     return task_run.run_count
 
 
-def test_ingest_retries_a_transient_failure(api, project, monkeypatch):
+def test_ingest_retries_a_transient_failure(api, project, monkeypatch, sample):
     monkeypatch.chdir(project.path)
     (project.path / "flaky.py").write_text(FLAKY)
     ingest_only(project, "python flaky.py")
-    subset = tweet_subset(project.path.parent / "tweets")
-    project.set_params(lambda p: (use_tiny_model(p, subset), p["flow"].update(ingest_retry_delay_seconds=0)))
+    project.set_params(lambda p: (use_sample(p, sample), p["flow"].update(ingest_retry_delay_seconds=0)))
     state = run_flow()
     assert state.is_completed(), state.message
     assert state.result()["ran"] == ["ingest"] and ingest_attempts(state) == 2

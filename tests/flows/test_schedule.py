@@ -17,8 +17,9 @@ pytestmark = pytest.mark.slow
 
 
 def start(args: list[str], cwd, env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(args, cwd=cwd, env=env, start_new_session=True, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    return subprocess.Popen(
+        args, cwd=cwd, env=env, start_new_session=True, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -70,8 +71,11 @@ def test_schedule_serves_a_deployment_with_its_cron_and_a_next_run(project: Proj
         return found.json() if found.status_code == 200 else None
 
     def scheduled_runs() -> list[dict]:
-        body = {"deployments": {"id": {"any_": [dep["id"]]}}, "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}},
-                "sort": "EXPECTED_START_TIME_ASC"}  # fmt: skip
+        body = {
+            "deployments": {"id": {"any_": [dep["id"]]}},
+            "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}},
+            "sort": "EXPECTED_START_TIME_ASC",
+        }
         return httpx.post(f"{api}/flow_runs/filter", json=body, timeout=5).json()
 
     try:

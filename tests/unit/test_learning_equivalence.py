@@ -1,7 +1,7 @@
 """The seed recipe and the train stage learn the same thing: only the cost differs.
 
 Over the same tweets in the same order, (a) the seed's recipe (pad to 1,024, batch 1 x 4 accumulation) and
-(b) the train stage's code path with params.yaml's levers (tasks.tokenize.encode + tasks.train.build_trainer:
+(b) the train stage's code path with params.yaml's levers (tuneops.tokenization.encode + build_trainer:
 dynamic padding to a multiple of 8, activation checkpointing, fused GELU, memory released each step, batch
 4 x 1) give the same loss at every optimizer step. A tiny GPT-2 (no dropout, so both draw no random masks).
 
@@ -15,12 +15,11 @@ import pytest
 import torch
 
 from bench.train_speed import seed_trainer
-from tasks.modeling import load_tokenizer
-from tasks.tokenize import encode
-from tasks.train import build_trainer
-from tests.conftest import GPT2_TOKENIZER, TWEETS, short_run_train_params
+from tests.conftest import LABELS, short_run_train_params
+from tuneops.sample import sample_texts
+from tuneops.tokenization import encode
+from tuneops.training import build_trainer
 
-pytestmark = pytest.mark.skipif(not (TWEETS.is_dir() and GPT2_TOKENIZER.is_dir()), reason="needs ../shared")
 STEPS = 4
 
 
@@ -28,8 +27,16 @@ def tiny_gpt2(tokenizer):
     from transformers import GPT2Config, GPT2ForSequenceClassification
 
     torch.manual_seed(0)
-    config = GPT2Config(n_layer=2, n_embd=32, n_head=2, num_labels=3, pad_token_id=tokenizer.pad_token_id,
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, summary_first_dropout=0.0)  # fmt: skip
+    no_dropout = dict(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, summary_first_dropout=0.0)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_layer=2,
+        n_embd=32,
+        n_head=2,
+        num_labels=3,
+        pad_token_id=tokenizer.pad_token_id,
+        **no_dropout,
+    )
     return GPT2ForSequenceClassification(config)
 
 
@@ -40,32 +47,34 @@ def step_losses(trainer) -> list[float]:
 
 @pytest.fixture(scope="module")
 def tweets() -> pd.DataFrame:
-    df = pd.read_csv(TWEETS / "train.csv", dtype=str, keep_default_na=False).head(40)
-    df = df[df["text"].str.strip() != ""].head(STEPS * 4)
-    return df.assign(label=df["sentiment"].map(["negative", "neutral", "positive"].index)).reset_index(drop=True)
+    df = sample_texts(STEPS * 4, seed=1)
+    return df.assign(label=df["sentiment"].map(LABELS.index))
 
 
-def stage_trainer(tweets, tmp_path, batch: int, accumulation: int, bf16: bool = False):
+def stage_trainer(tweets, tokenizer, tmp_path, batch: int, accumulation: int, bf16: bool = False):
     """The train stage's code path and params.yaml, run for STEPS steps in order."""
     from datasets import Dataset
 
-    tokenizer = load_tokenizer(str(GPT2_TOKENIZER))
     train = short_run_train_params(
-        STEPS, per_device_train_batch_size=batch, gradient_accumulation_steps=accumulation, logging_steps=1,
-        train_sampling_strategy="sequential", bf16=bf16, torch_compile=False,
-    )  # fmt: skip
+        STEPS,
+        per_device_train_batch_size=batch,
+        gradient_accumulation_steps=accumulation,
+        logging_steps=1,
+        train_sampling_strategy="sequential",
+        bf16=bf16,
+        torch_compile=False,
+    )
     columns, _ = encode(tweets, tokenizer, 128)
-    trainer = build_trainer(tiny_gpt2(tokenizer), tokenizer, {"train": Dataset.from_dict(columns)}, train,
-                            tmp_path / f"b{batch}x{accumulation}")  # fmt: skip
+    data = {"train": Dataset.from_dict(columns)}
+    trainer = build_trainer(tiny_gpt2(tokenizer), tokenizer, data, train, tmp_path / f"b{batch}x{accumulation}")
     return trainer, train.args
 
 
 @pytest.mark.parametrize("bf16, tolerance", [(False, 1e-4), (True, 3e-2)], ids=["fp32", "bf16"])
-def test_seed_recipe_and_train_stage_have_the_same_per_step_losses(tweets, tmp_path, bf16, tolerance):
-    stage, args = stage_trainer(tweets, tmp_path, batch=4, accumulation=1, bf16=bf16)
-    same = {k: getattr(args, k) for k in ("learning_rate", "weight_decay", "warmup_steps", "lr_scheduler_type",
-                                           "max_grad_norm", "optim", "seed", "train_sampling_strategy")}  # fmt: skip
-    tokenizer = load_tokenizer(str(GPT2_TOKENIZER))
+def test_seed_recipe_and_train_stage_have_the_same_per_step_losses(tweets, tokenizer, tmp_path, bf16, tolerance):
+    stage, args = stage_trainer(tweets, tokenizer, tmp_path, batch=4, accumulation=1, bf16=bf16)
+    aligned = ("learning_rate", "weight_decay", "warmup_steps", "lr_scheduler_type", "max_grad_norm", "optim", "seed")
+    same = {k: getattr(args, k) for k in (*aligned, "train_sampling_strategy")}
     seed = seed_trainer(tiny_gpt2(tokenizer), tokenizer, tweets, tmp_path / "a", STEPS, **same)
 
     ours, theirs = step_losses(stage), [loss / 4 for loss in step_losses(seed)]
@@ -74,7 +83,7 @@ def test_seed_recipe_and_train_stage_have_the_same_per_step_losses(tweets, tmp_p
     assert ours[0] != ours[-1]  # it did learn something: the weights moved between steps
 
 
-def test_accumulation_in_the_train_stage_equals_a_bigger_batch(tweets, tmp_path):
-    whole, _ = stage_trainer(tweets, tmp_path, batch=4, accumulation=1)
-    halves, _ = stage_trainer(tweets, tmp_path, batch=2, accumulation=2)
+def test_accumulation_in_the_train_stage_equals_a_bigger_batch(tweets, tokenizer, tmp_path):
+    whole, _ = stage_trainer(tweets, tokenizer, tmp_path, batch=4, accumulation=1)
+    halves, _ = stage_trainer(tweets, tokenizer, tmp_path, batch=2, accumulation=2)
     assert step_losses(halves) == pytest.approx(step_losses(whole), abs=1e-4)

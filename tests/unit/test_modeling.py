@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.modeling import fuse_gelu, length_sorted_batches, load_tokenizer, predict_logits, predict_texts
-from tests.conftest import GPT2_TOKENIZER
+from tuneops.modeling import fuse_gelu, length_sorted_batches, predict_logits, predict_texts
 
 TWEETS = [
     " I`d have responded, if I were going",
@@ -18,22 +17,28 @@ TWEETS = [
 
 
 @pytest.fixture(scope="module")
-def gpt2():
-    if not GPT2_TOKENIZER.is_dir():
-        pytest.skip(f"real GPT-2 tokenizer not found at {GPT2_TOKENIZER}")
+def gpt2(tokenizer):
+    """GPT-2's architecture with the sample's byte-level BPE tokenizer, which, like GPT-2's, has no pad token."""
     from transformers import GPT2Config, GPT2ForSequenceClassification
 
-    tokenizer = load_tokenizer(str(GPT2_TOKENIZER))
     torch.manual_seed(0)
-    config = GPT2Config(n_layer=2, n_embd=64, n_head=4, num_labels=3, pad_token_id=tokenizer.pad_token_id)
+    config = GPT2Config(
+        vocab_size=len(tokenizer), n_layer=2, n_embd=64, n_head=4, num_labels=3, pad_token_id=tokenizer.pad_token_id
+    )
     return GPT2ForSequenceClassification(config).eval(), tokenizer
 
 
-def test_gpt2_tokenizer_pads_with_eos_on_the_right(gpt2):
-    _, tokenizer = gpt2
-    assert tokenizer("Hello world")["input_ids"] == [15496, 995]
-    assert tokenizer.pad_token_id == tokenizer.eos_token_id == 50256
+def test_the_pipeline_pads_gpt2_with_eos_on_the_right(sample):
+    from transformers import AutoTokenizer
+
+    from tuneops.modeling import load_tokenizer
+
+    assert AutoTokenizer.from_pretrained(sample.model_dir).pad_token is None  # GPT-2's quirk: no pad token
+    tokenizer = load_tokenizer(str(sample.model_dir))
+    assert tokenizer.pad_token_id == tokenizer.eos_token_id is not None
     assert tokenizer.padding_side == "right"
+    batch = tokenizer(["a much longer text than the other", "short"], padding=True)
+    assert batch["input_ids"][1][-1] == tokenizer.eos_token_id and batch["attention_mask"][1][-1] == 0
 
 
 def test_dynamic_padding_gives_the_logits_of_max_length_padding(gpt2):
@@ -43,7 +48,7 @@ def test_dynamic_padding_gives_the_logits_of_max_length_padding(gpt2):
         reference = model(**seed_way).logits.numpy()
     encoded = tokenizer(TWEETS)["input_ids"]
     dynamic = predict_logits(model, tokenizer, encoded, batch_size=4)  # length-sorted, padded per batch
-    assert seed_way["input_ids"].shape[1] == 1024 and max(map(len, encoded)) < 30
+    assert seed_way["input_ids"].shape[1] == 1024 and max(map(len, encoded)) < 100
     np.testing.assert_allclose(dynamic, reference, atol=1e-4)
 
 

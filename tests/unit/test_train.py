@@ -2,38 +2,41 @@
 
 import pytest
 
-from tasks.modeling import load_tokenizer
-from tasks.train import ReleaseFreedMemory, _malloc_trim, build_trainer
-from tests.conftest import GPT2_TOKENIZER, short_run_train_params
-
-pytestmark = pytest.mark.skipif(not GPT2_TOKENIZER.is_dir(), reason=f"needs the GPT-2 tokenizer at {GPT2_TOKENIZER}")
+from tests.conftest import short_run_train_params
+from tuneops.training import ReleaseFreedMemory, build_trainer, malloc_trim
 
 
-def trainer_for(tmp_path, **train_updates):
+@pytest.fixture
+def trainer_for(tokenizer):
+    return lambda tmp_path, **updates: make_trainer(tokenizer, tmp_path, **updates)
+
+
+def make_trainer(tokenizer, tmp_path, **train_updates):
     from datasets import Dataset
     from transformers import GPT2Config, GPT2ForSequenceClassification
 
-    tokenizer = load_tokenizer(str(GPT2_TOKENIZER))
     train = short_run_train_params(1).model_copy(update=train_updates)
-    config = GPT2Config(n_layer=1, n_embd=16, n_head=2, num_labels=3, pad_token_id=tokenizer.pad_token_id)
+    config = GPT2Config(
+        vocab_size=len(tokenizer), n_layer=1, n_embd=16, n_head=2, num_labels=3, pad_token_id=tokenizer.pad_token_id
+    )
     data = Dataset.from_dict({"input_ids": [[1, 2, 3]], "attention_mask": [[1, 1, 1]], "labels": [0]})
     return build_trainer(GPT2ForSequenceClassification(config), tokenizer, {"train": data}, train, tmp_path)
 
 
-def test_batches_are_padded_to_a_multiple_of_8_with_eos_on_the_right(tmp_path):
+def test_batches_are_padded_to_a_multiple_of_8_with_eos_on_the_right(trainer_for, tokenizer, tmp_path):
     trainer = trainer_for(tmp_path)
     batch = trainer.data_collator([{"input_ids": [5, 6, 7]}, {"input_ids": list(range(10, 20))}])
     assert batch["input_ids"].shape == (2, 16)
-    assert batch["input_ids"][0, 3:].tolist() == [50256] * 13
+    assert batch["input_ids"][0, 3:].tolist() == [tokenizer.eos_token_id] * 13
     assert batch["attention_mask"].sum(dim=1).tolist() == [3, 10]
 
 
-def test_rounding_can_be_turned_off(tmp_path):
+def test_rounding_can_be_turned_off(trainer_for, tmp_path):
     trainer = trainer_for(tmp_path, pad_to_multiple_of=None)
     assert trainer.data_collator([{"input_ids": [5, 6, 7]}])["input_ids"].shape == (1, 3)
 
 
-def test_the_stage_recomputes_activations_and_uses_the_fused_gelu(tmp_path):
+def test_the_stage_recomputes_activations_and_uses_the_fused_gelu(trainer_for, tmp_path):
     from transformers.activations import GELUTanh
 
     trainer = trainer_for(tmp_path)
@@ -42,11 +45,11 @@ def test_the_stage_recomputes_activations_and_uses_the_fused_gelu(tmp_path):
     assert any(isinstance(m, GELUTanh) for m in trainer.model.modules())
 
 
-def test_freed_memory_is_released_each_step_on_cpu_unless_turned_off(tmp_path):
+def test_freed_memory_is_released_each_step_on_cpu_unless_turned_off(trainer_for, tmp_path):
     def releases(trainer) -> bool:
         return any(isinstance(cb, ReleaseFreedMemory) for cb in trainer.callback_handler.callbacks)
 
-    if _malloc_trim() is None:
+    if malloc_trim() is None:
         pytest.skip("no glibc malloc_trim here")
     assert releases(trainer_for(tmp_path / "on"))
     assert not releases(trainer_for(tmp_path / "off", release_freed_memory=False))

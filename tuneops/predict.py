@@ -14,33 +14,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tasks.common import UserError, write_text
-from tasks.config import RegisterParams
-from tasks.loaders import read_file
-from tasks.modeling import for_inference, predict_texts, set_threads
+from tuneops.errors import UserError
+from tuneops.files import write_text
+from tuneops.modeling import predict_texts, set_threads
+from tuneops.sources import read_file
 
 log = logging.getLogger("tuneops.predict")
-
-
-def model_uri(register: RegisterParams, version: int | None = None) -> str:
-    name = register.model_name
-    return f"models:/{name}/{version}" if version is not None else f"models:/{name}@{register.alias}"
-
-
-def load_registered(register: RegisterParams, version: int | None = None) -> tuple[Any, Any]:
-    """Model and tokenizer of a registered version, straight from the MLflow Model Registry."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    from tasks.register import tracking_uri
-
-    mlflow.set_tracking_uri(tracking_uri(register))
-    uri = model_uri(register, version)
-    try:
-        parts = mlflow.transformers.load_model(uri, return_type="components")
-    except MlflowException as exc:
-        raise UserError(f"{uri}: {exc.message.splitlines()[0]} (run `dvc repro` to register a model)") from None
-    return for_inference(parts["model"], parts["tokenizer"]), parts["tokenizer"]
 
 
 def read_texts(path: Path, text_column: str = "text") -> list[str]:

@@ -6,8 +6,10 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from tasks.common import run_main
-from tasks.config import load_params
+from tuneops.errors import UserError
+from tuneops.params import load_params
+from tuneops.paths import PARAMS_PATH
+from tuneops.runner import run_main
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {}
 
@@ -19,8 +21,8 @@ def command(fn: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Name
 
 @command
 def cmd_predict(args: argparse.Namespace) -> None:
-    from tasks.common import UserError
-    from tasks.predict import load_registered, predict, read_texts, write_predictions
+    from tuneops.predict import predict, read_texts, write_predictions
+    from tuneops.registry import load_registered
 
     if bool(args.texts) == bool(args.file):
         raise UserError("give texts to classify, or --file, not both (see `tuneops predict --help`)")
@@ -31,8 +33,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 @command
 def cmd_serve(args: argparse.Namespace) -> None:
-    from tasks.predict import load_registered, model_uri
-    from tasks.serve import serve
+    from tuneops.registry import load_registered, model_uri
+    from tuneops.serving import serve
 
     register = load_params(args.params).register_
     model, tokenizer = load_registered(register, args.model_version)
@@ -48,8 +50,10 @@ def cmd_run(args: argparse.Namespace) -> None:
     from flows.retrain import retrain
 
     if not os.environ.get("PREFECT_API_URL"):
-        print("no PREFECT_API_URL: using Prefect's temporary server (runs are not kept after this command)",
-              file=sys.stderr)  # fmt: skip
+        print(
+            "no PREFECT_API_URL: using Prefect's temporary server (runs are not kept after this command)",
+            file=sys.stderr,
+        )
     state = retrain(params_path=str(args.params), return_state=True)
     print(f"retrain: {state.name}: {state.message}", file=sys.stderr)
     if not state.is_completed():
@@ -61,19 +65,18 @@ def cmd_schedule(args: argparse.Namespace) -> None:
     import os
     import sys
 
-    from tasks.common import UserError
-
     cron = args.cron or load_params(args.params).flow.schedule
     if not cron:
         raise UserError("no schedule: pass --cron or set flow.schedule in params.yaml")
     if not os.environ.get("PREFECT_API_URL"):
         hint = "start `prefect server start` and `export PREFECT_API_URL=http://127.0.0.1:4200/api`"
-        print(f"warning: no PREFECT_API_URL, so this schedule lives only as long as this process; {hint}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"warning: no PREFECT_API_URL, so this schedule lives only as long as this process; {hint}", file=sys.stderr
+        )
     from flows.retrain import retrain
 
-    retrain.serve(name=args.name, cron=cron, parameters={"params_path": str(args.params)},
-                  description=f"Scheduled retraining ({cron}) of the dvc.yaml pipeline in {os.getcwd()}")  # fmt: skip
+    description = f"Scheduled retraining ({cron}) of the dvc.yaml pipeline in {os.getcwd()}"
+    retrain.serve(name=args.name, cron=cron, parameters={"params_path": str(args.params)}, description=description)
 
 
 @command
@@ -85,13 +88,20 @@ def cmd_status(args: argparse.Namespace) -> None:
     print(champion_line(load_params(args.params).register_))
 
 
+@command
+def cmd_demo(args: argparse.Namespace) -> None:
+    from tuneops.demo import demo
+
+    demo(args.workspace)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="tuneops",
         description="Fine-tune, gate, register and serve text classifiers. `dvc repro` runs the pipeline; "
         "these commands use what it registered.",
     )
-    root.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: %(default)s)")
+    root.add_argument("--params", type=Path, default=PARAMS_PATH, help="params file (default: %(default)s)")
     sub = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("predict", help="classify texts with the registered champion")
@@ -112,6 +122,14 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("schedule", help="serve a scheduled deployment of the retrain flow (blocks; Ctrl-C stops)")
     c.add_argument("--cron", help="cron schedule, e.g. '0 3 * * *' (default: flow.schedule in params.yaml)")
     c.add_argument("--name", default="retrain-scheduled", help="deployment name (default: %(default)s)")
+    d = sub.add_parser(
+        "demo",
+        help="the whole pipeline offline on the shipped sample, to a champion and a prediction (~1 minute)",
+        description="Runs ingest -> validate -> tokenize -> train -> evaluate -> register with `dvc repro` on the "
+        "sample tuneops makes (seeded texts, a tokenizer trained on them, a GPT-2 built from config), in a scratch "
+        "workspace, then `tuneops predict` from the registered champion. Needs no Hub and leaves this checkout alone.",
+    )
+    d.add_argument("--workspace", type=Path, help="a new folder for the demo (default: a fresh temporary folder)")
     st = sub.add_parser("status", help="the last retrain runs and their verdicts, and the current champion")
     st.add_argument("--limit", type=int, default=10, help="how many runs (default: %(default)s)")
     return root

@@ -6,16 +6,16 @@ typo or a wrong type stops with a message that names the key.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tasks.common import UserError
-
-PARAMS_PATH = Path("params.yaml")
-Severity = Literal["error", "warning"]
+from tuneops.errors import UserError
+from tuneops.paths import PARAMS_PATH
+from tuneops.records import Severity
 
 
 class Strict(BaseModel):
@@ -133,6 +133,11 @@ class RegisterParams(Strict):
     tracking_uri: str
     experiment_name: str
     alias: str
+
+
+def tracking_uri(register: RegisterParams) -> str:
+    """A shared server's MLFLOW_TRACKING_URI wins over the local SQLite default in params.yaml."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or register.tracking_uri
 
 
 class FlowParams(Strict):

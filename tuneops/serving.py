@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from tasks.modeling import predict_texts
+from tuneops.modeling import predict_texts
 
 log = logging.getLogger("tuneops.serve")
 
@@ -48,8 +48,9 @@ def create_app(model: Any, tokenizer: Any, about: dict[str, Any], max_texts: int
     return app
 
 
-def serve(model: Any, tokenizer: Any, about: dict[str, Any], host: str, port: int, max_texts: int,
-          max_chars: int) -> None:  # fmt: skip
+def serve(
+    model: Any, tokenizer: Any, about: dict[str, Any], host: str, port: int, max_texts: int, max_chars: int
+) -> None:
     import uvicorn
 
     log.info("serving %s on http://%s:%d (POST /predict, GET /health)", about.get("model_uri"), host, port)

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from tasks.common import UserError
+from tuneops import hub
+from tuneops.errors import TransientError, UserError
 
 log = logging.getLogger("tuneops.modeling")
 # oneDNN builds and keeps kernels for every new batch shape: a server that met every length would grow by
@@ -45,6 +46,14 @@ def native_bf16() -> bool:
 
 
 def _from_pretrained(loader: Any, name: str, **kwargs: Any) -> Any:
+    if not Path(name).expanduser().exists():  # a Hub id: fail in seconds when the Hub is out of reach
+        try:
+            hub.probe(f"model {name!r}")
+        except (UserError, TransientError) as unreachable:
+            try:  # a model fetched before is still in the Hugging Face cache
+                return loader.from_pretrained(name, local_files_only=True, **kwargs)
+            except OSError:
+                raise unreachable from None
     try:
         return loader.from_pretrained(name, **kwargs)
     except OSError as exc:
@@ -122,8 +131,9 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[np.nd
 
 
 @torch.inference_mode()
-def predict_logits(model: Any, tokenizer: Any, encoded: list[list[int]], batch_size: int = 64,
-                   bf16: bool = False) -> np.ndarray:  # fmt: skip
+def predict_logits(
+    model: Any, tokenizer: Any, encoded: list[list[int]], batch_size: int = 64, bf16: bool = False
+) -> np.ndarray:
     """Logits for pre-tokenized inputs, in their original order; batches sorted by length, padded per batch.
 
     fp32 unless `bf16`: evaluation keeps exact metrics, serving takes the faster matmuls where they are native.
@@ -131,15 +141,17 @@ def predict_logits(model: Any, tokenizer: Any, encoded: list[list[int]], batch_s
     out = np.zeros((len(encoded), model.config.num_labels), dtype=np.float32)
     device = "cuda" if next(model.parameters()).is_cuda else "cpu"
     for idx in length_sorted_batches([len(ids) for ids in encoded], batch_size):
-        batch = tokenizer.pad({"input_ids": [encoded[i] for i in idx]}, return_tensors="pt",
-                              pad_to_multiple_of=PAD_TO_MULTIPLE_OF).to(device)  # fmt: skip
+        batch = tokenizer.pad(
+            {"input_ids": [encoded[i] for i in idx]}, return_tensors="pt", pad_to_multiple_of=PAD_TO_MULTIPLE_OF
+        ).to(device)
         with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
             out[idx] = model(**batch).logits.float().cpu().numpy()
     return out
 
 
-def predict_texts(model: Any, tokenizer: Any, texts: Sequence[str], max_length: int, batch_size: int = 64,
-                  bf16: bool | None = None) -> list[dict]:  # fmt: skip
+def predict_texts(
+    model: Any, tokenizer: Any, texts: Sequence[str], max_length: int, batch_size: int = 64, bf16: bool | None = None
+) -> list[dict]:
     """Label and class probabilities for raw texts (bf16 matmuls where the hardware has them natively)."""
     encoded = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
     encoded = [ids or [tokenizer.eos_token_id] for ids in encoded]  # an empty text still gets one token

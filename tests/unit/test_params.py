@@ -5,9 +5,9 @@ import copy
 import pytest
 import yaml
 
-from tasks.common import UserError
-from tasks.config import load_params, parse_params
 from tests.conftest import ROOT
+from tuneops.errors import UserError
+from tuneops.params import load_params, parse_params
 
 RAW = yaml.safe_load((ROOT / "params.yaml").read_text())
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from tasks.common import TransientError, UserError
+from tuneops import hub
+from tuneops.errors import TransientError, UserError
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 SPLIT_NAMES = {"train": "train", "test": "test", "validation": "validation", "valid": "validation", "dev": "validation"}
@@ -123,14 +124,9 @@ def load_local(path: Path) -> dict[str, tuple[pd.DataFrame, str]]:
 
 
 def load_hub(dataset_id: str, revision: str | None) -> dict[str, tuple[pd.DataFrame, str]]:
+    hub.probe(f"Hub dataset {dataset_id!r}")  # seconds, not the client's half minute of retries
     import datasets  # slow import, only needed for the Hub
-    from huggingface_hub import constants
 
-    if constants.HF_HUB_OFFLINE:  # retrying cannot help: say what to change instead
-        raise UserError(
-            f"Hub dataset {dataset_id!r}: the Hub is switched off (HF_HUB_OFFLINE=1); "
-            "point data.source at a local file or directory"
-        )
     try:
         dsd = datasets.load_dataset(dataset_id, revision=revision)
     except (ConnectionError, TimeoutError, OSError) as exc:
@@ -138,7 +134,7 @@ def load_hub(dataset_id: str, revision: str | None) -> dict[str, tuple[pd.DataFr
     except Exception as exc:  # DatasetNotFoundError and friends: a wrong id is the user's to fix
         raise UserError(
             f"Hub dataset {dataset_id!r}: {' '.join(str(exc).split())[:300]} "
-            "(offline? point data.source at a local file or directory)"
+            "(a typo? or point data.source at a local file or directory)"
         ) from None
     splits = {SPLIT_NAMES.get(name, name): name for name in dsd}
     if "train" not in splits:

@@ -1,0 +1,83 @@
+"""The gate and scoring as pure functions: numbers in, a verdict out; no registry, no model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.conftest import LABELS, ROOT
+from tuneops.gate import gate
+from tuneops.metrics import accuracy_macro_f1, gap, mean_log_loss, score
+from tuneops.params import load_params
+from tuneops.records import Champion, Metrics
+
+PARAMS = load_params(ROOT / "params.yaml").evaluate  # min_accuracy 0.45, min_improvement 0.005, ...
+
+
+def scores(accuracy: float, macro_f1: float, loss: float):
+    base = score(np.eye(3), np.arange(3), LABELS)
+    return base.model_copy(update={"accuracy": accuracy, "macro_f1": macro_f1, "loss": loss})
+
+
+def metrics(test_acc=0.7, train_acc=0.75, test_loss=0.6, train_loss=0.5, macro_f1=0.65) -> Metrics:
+    test, train = scores(test_acc, macro_f1, test_loss), scores(train_acc, macro_f1, train_loss)
+    return Metrics(test=test, train=train, gap=gap(train, test))
+
+
+def champion(accuracy: float | None) -> Champion:
+    values = {} if accuracy is None else {"test_accuracy": accuracy}
+    return Champion(name="m", version="3", alias="champion", run_id="r", metrics=values)
+
+
+def failed(verdict) -> list[str]:
+    return [c.check for c in verdict.failed]
+
+
+def test_a_good_first_model_passes_every_check():
+    verdict = gate(metrics(), PARAMS, None)
+    assert verdict.verdict == "passed" and failed(verdict) == []
+    assert [c.check for c in verdict.checks] == [
+        "min_accuracy",
+        "min_macro_f1",
+        "max_overfit_gap",
+        "max_loss_gap",
+        "beats_champion",
+    ]
+
+
+@pytest.mark.parametrize(
+    "changed, check",
+    [
+        ({"test_acc": 0.40}, "min_accuracy"),
+        ({"macro_f1": 0.30}, "min_macro_f1"),
+        ({"train_acc": 0.95}, "max_overfit_gap"),
+        ({"test_loss": 1.2}, "max_loss_gap"),
+    ],
+)
+def test_each_floor_fails_by_name(changed, check):
+    verdict = gate(metrics(**changed), PARAMS, None)
+    assert verdict.verdict == "failed" and check in failed(verdict)
+
+
+def test_the_candidate_must_beat_the_champion_by_min_improvement():
+    assert gate(metrics(test_acc=0.704), PARAMS, champion(0.70)).verdict == "failed"  # +0.004 < 0.005
+    beaten = gate(metrics(test_acc=0.706), PARAMS, champion(0.70))
+    assert beaten.verdict == "passed"
+    check = beaten.checks[-1]
+    assert check.threshold == pytest.approx(0.705) and "m v3 (champion, 0.7000)" in check.detail
+
+
+def test_no_champion_yet_passes_and_says_so():
+    check = gate(metrics(), PARAMS, None).checks[-1]
+    assert check.passed and check.threshold is None and "no champion yet" in check.detail
+
+
+def test_scoring_defines_accuracy_macro_f1_and_loss_once():
+    logits = np.log(np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.8, 0.1, 0.1]]))
+    labels = np.array([0, 1, 2, 2])
+    s = score(logits, labels, LABELS)
+    assert s.accuracy == 0.75 == accuracy_macro_f1(logits, labels)["accuracy"]
+    assert s.macro_f1 == pytest.approx((2 / 3 + 1 + 2 / 3) / 3)
+    assert s.loss == pytest.approx(-(3 * np.log(0.8) + np.log(0.1)) / 4) == mean_log_loss(logits, labels)
+    assert s.confusion_matrix == [[1, 0, 0], [0, 1, 0], [1, 0, 1]]
+    assert s.per_class["positive"].recall == 0.5 and s.per_class["positive"].support == 2

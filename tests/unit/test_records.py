@@ -1,0 +1,45 @@
+"""Records between stages: the reader validates what the writer wrote, and a bad file is one clear line."""
+
+from __future__ import annotations
+
+import pytest
+
+from tuneops.errors import UserError
+from tuneops.files import read_json, write_json
+from tuneops.records import GateCheck, GateVerdict, QualityRecord
+
+
+def test_a_record_round_trips_through_its_file(tmp_path):
+    verdict = GateVerdict(
+        verdict="failed", checks=[GateCheck(check="min_accuracy", observed=0.3, threshold=0.45, passed=False)]
+    )
+    write_json(tmp_path / "gate.json", verdict)
+    assert read_json(tmp_path / "gate.json", GateVerdict) == verdict
+    assert [c.check for c in read_json(tmp_path / "gate.json", GateVerdict).failed] == ["min_accuracy"]
+
+
+def test_a_list_of_records_round_trips(tmp_path):
+    rec = QualityRecord(
+        check="c", suite="s", split="train", severity="error", passed=True, observed=1, threshold=2, examples=[]
+    )
+    write_json(tmp_path / "dq.json", [rec, rec])
+    assert read_json(tmp_path / "dq.json", list[QualityRecord]) == [rec, rec]
+
+
+def test_a_field_missing_or_renamed_names_the_file_and_the_field(tmp_path):
+    (tmp_path / "gate.json").write_text('{"verdict": "passed", "results": []}')
+    with pytest.raises(UserError, match=r"gate\.json: checks: Field required") as info:
+        read_json(tmp_path / "gate.json", GateVerdict)
+    assert "\n" not in str(info.value)
+
+
+def test_a_missing_file_says_which_stage_to_run(tmp_path):
+    with pytest.raises(UserError, match=r"gate\.json: not found \(run the stage that writes it first"):
+        read_json(tmp_path / "gate.json", GateVerdict)
+
+
+def test_writes_are_atomic_and_leave_no_temp_files(tmp_path):
+    write_json(tmp_path / "a.json", {"x": 1})
+    write_json(tmp_path / "a.json", {"x": 2})
+    assert read_json(tmp_path / "a.json") == {"x": 2}
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]

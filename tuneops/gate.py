@@ -1,0 +1,44 @@
+"""The promotion gate, as a pure function: metrics and the champion's record in, a verdict out.
+
+A quality floor, an overfitting limit, and champion/challenger. The champion is looked up by the caller
+(evaluate asks the registry), so the decision itself is testable with numbers alone.
+"""
+
+from __future__ import annotations
+
+from tuneops.params import EvaluateParams
+from tuneops.records import Champion, GateCheck, GateVerdict, Metrics
+
+
+def check(name: str, observed: float | None, threshold: float | None, passed: bool, detail: str = "") -> GateCheck:
+    return GateCheck(check=name, observed=observed, threshold=threshold, passed=bool(passed), detail=detail)
+
+
+def beats_champion(ours: float, champion: Champion | None, params: EvaluateParams) -> GateCheck:
+    metric = params.primary_metric
+    rule = f"test {metric} vs champion + min_improvement {params.min_improvement}"
+    if champion is None:
+        return check("beats_champion", ours, None, True, f"{rule}: no champion yet, the first model passes")
+    theirs = champion.metrics.get(f"test_{metric}")
+    needed = None if theirs is None else theirs + params.min_improvement
+    who = f"{champion.name} v{champion.version} ({champion.alias}"
+    who += f", {theirs:.4f})" if theirs is not None else ", which has no recorded value)"
+    return check("beats_champion", ours, needed, needed is None or ours >= needed, f"{rule}: {who}")
+
+
+def gate(metrics: Metrics, params: EvaluateParams, champion: Champion | None) -> GateVerdict:
+    test, gap = metrics.test, metrics.gap
+    checks = [
+        check("min_accuracy", test.accuracy, params.min_accuracy, test.accuracy >= params.min_accuracy),
+        check("min_macro_f1", test.macro_f1, params.min_macro_f1, test.macro_f1 >= params.min_macro_f1),
+        check(
+            "max_overfit_gap",
+            gap.accuracy,
+            params.max_overfit_gap,
+            gap.accuracy <= params.max_overfit_gap,
+            "train accuracy - test accuracy",
+        ),
+        check("max_loss_gap", gap.loss, params.max_loss_gap, gap.loss <= params.max_loss_gap, "test loss - train loss"),
+        beats_champion(getattr(test, params.primary_metric), champion, params),
+    ]
+    return GateVerdict(verdict="passed" if all(c.passed for c in checks) else "failed", checks=checks)

@@ -1,0 +1,41 @@
+"""Every file and folder the pipeline reads or writes, named once.
+
+Relative to the project root, where `dvc repro` runs. dvc.yaml names the same paths for DVC (it cannot import
+Python); tests/unit/test_dvc_yaml.py fails when the two disagree.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PARAMS_PATH = Path("params.yaml")
+DVC_YAML_PATH = Path("dvc.yaml")
+DVC_LOCK_PATH = Path("dvc.lock")
+
+RAW_DIR = Path("data/raw")  # the user's own files (`dvc add`), never modified
+INTERIM_DIR = Path("data/interim")  # canonical splits: {split}.parquet + manifest.json
+MANIFEST_PATH = INTERIM_DIR / "manifest.json"
+PROCESSED_DIR = Path("data/processed")  # token ids (datasets `save_to_disk`)
+
+REPORTS_DIR = Path("reports")
+DATA_DOCS_DIR = REPORTS_DIR / "data_quality"  # Great Expectations Data Docs
+DATA_QUALITY_PATH = REPORTS_DIR / "data_quality.json"
+DATA_VERDICT_PATH = REPORTS_DIR / "data_quality_verdict.json"
+DATA_REVIEW_PATH = REPORTS_DIR / "data_review.json"
+TOKENIZATION_PATH = REPORTS_DIR / "tokenization.json"
+TRAIN_HISTORY_PATH = REPORTS_DIR / "train_history.json"
+METRICS_PATH = REPORTS_DIR / "metrics.json"
+GATE_PATH = REPORTS_DIR / "gate.json"
+CONFUSION_JSON_PATH = REPORTS_DIR / "confusion_matrix.json"
+CONFUSION_PNG_PATH = REPORTS_DIR / "confusion_matrix.png"
+
+MODELS_DIR = Path("models")
+CANDIDATE_DIR = MODELS_DIR / "candidate"
+CHECKPOINT_DIR = MODELS_DIR / "checkpoints"
+REGISTERED_PATH = MODELS_DIR / "registered.json"
+
+SPLITS = ("train", "validation", "test")
+
+
+def split_path(interim_dir: Path, split: str) -> Path:
+    return interim_dir / f"{split}.parquet"
