@@ -1,7 +1,7 @@
 # Shortcuts for the commands in README.md. The venv's bin comes first on PATH, so the `python` that
 # dvc.yaml's stage commands call is the venv's even when it is not activated.
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
-.PHONY: install run test test-fast lint bench
+.PHONY: install run demo test test-fast lint bench
 
 install:  ## a virtualenv with the CPU build of torch and tuneops
 	python3 -m venv .venv
@@ -11,7 +11,10 @@ install:  ## a virtualenv with the CPU build of torch and tuneops
 run:  ## the whole pipeline, DVC deciding what reruns
 	.venv/bin/dvc repro
 
-test:
+demo:  ## the whole pipeline offline on the sample tuneops makes, to a champion and a prediction
+	.venv/bin/tuneops demo
+
+test:  ## the whole suite (tests/shared/ too when ../shared is there)
 	.venv/bin/python -m pytest
 
 test-fast:  ## everything but the end-to-end DVC / Prefect / training tests

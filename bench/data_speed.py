@@ -26,7 +26,8 @@ def main() -> None:
         params = yaml.safe_load((ROOT / "params.yaml").read_text())
         params["data"].update(source=str(TWEETS), label_column="sentiment")
         (work / "params.yaml").write_text(yaml.safe_dump(params))
-        shutil.copytree(ROOT / "tasks", work / "tasks")
+        for package in ("tasks", "tuneops"):
+            shutil.copytree(ROOT / package, work / package)
         total = 0.0
         for stage in ("ingest", "validate"):
             start = time.perf_counter()
@@ -38,4 +39,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     main()

@@ -20,7 +20,7 @@ from pathlib import Path
 from tuneops.errors import UserError
 from tuneops.files import remove, sha256_file, staged_dir, write_json
 from tuneops.params import ValidateParams, load_params
-from tuneops.paths import DATA_DOCS_DIR, DATA_QUALITY_PATH, DATA_VERDICT_PATH, INTERIM_DIR
+from tuneops.paths import DATA_DOCS_DIR, DATA_QUALITY_PATH, DATA_VERDICT_PATH, INTERIM_DIR, MANIFEST_PATH
 from tuneops.quality import add_plain_index, run_checks, table
 from tuneops.records import DataVerdict, QualityRecord
 from tuneops.runner import run_main, stage_parser
@@ -39,7 +39,7 @@ def validate(
 ) -> list[QualityRecord]:
     """Check the ingested splits; raise UserError listing the failed `error` checks."""
     remove(verdict_path)  # no verdict survives a run that does not pass
-    manifest = interim_dir / "manifest.json"
+    manifest = interim_dir / MANIFEST_PATH.name
     if not manifest.is_file():
         raise UserError(f"{manifest}: not found (run `dvc repro ingest` first)")
     with staged_dir(docs_dir) as staging:

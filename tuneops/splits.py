@@ -13,7 +13,7 @@ import pandas as pd
 from tuneops.errors import UserError
 from tuneops.files import sha256_file, staged_dir, write_json
 from tuneops.params import DataParams
-from tuneops.paths import SPLITS, split_path
+from tuneops.paths import MANIFEST_PATH, SPLITS, split_path
 from tuneops.records import Manifest, SplitManifest
 
 log = logging.getLogger("tuneops.splits")
@@ -100,7 +100,7 @@ def write_splits(splits: dict[str, pd.DataFrame], data: DataParams, out_dir: Pat
                 sha256=sha256_file(path),
             )
             log.info("%-10s %6d rows  %s", name, len(df), manifest.splits[name].label_counts)
-        write_json(staging / "manifest.json", manifest)
+        write_json(staging / MANIFEST_PATH.name, manifest)
     return manifest
 
 
