@@ -14,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from tuneops.paths import PARAMS_PATH
+
 ROOT = Path(__file__).resolve().parents[1]
 TWEETS = ROOT.parent / "shared" / "data" / "tweet_sentiment_extraction"
 
@@ -23,9 +25,9 @@ def main() -> None:
         sys.exit(f"needs the real data at {TWEETS}")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        params = yaml.safe_load((ROOT / "params.yaml").read_text())
+        params = yaml.safe_load((ROOT / PARAMS_PATH).read_text())
         params["data"].update(source=str(TWEETS), label_column="sentiment")
-        (work / "params.yaml").write_text(yaml.safe_dump(params))
+        (work / PARAMS_PATH).write_text(yaml.safe_dump(params))
         for package in ("tasks", "tuneops"):
             shutil.copytree(ROOT / package, work / package)
         total = 0.0

@@ -9,7 +9,6 @@ prints test accuracy against the majority-class rate (40.5%) and the wall time o
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import subprocess
 import sys
@@ -20,14 +19,22 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared"
+
+from tuneops.files import read_json  # noqa: E402 (after the path insert, as the other benches)
+from tuneops.paths import METRICS_PATH, PARAMS_PATH, TOKENIZATION_PATH  # noqa: E402
+from tuneops.records import Metrics, TokenizationReport  # noqa: E402
 
 
 def make_model(model_dir: Path) -> None:
-    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+    """GPT-2's architecture at 4 layers x 256 with the real GPT-2 tokenizer (no pretrained weights exist here)."""
+    from transformers import AutoTokenizer
 
-    GPT2LMHeadModel(GPT2Config(n_layer=4, n_embd=256, n_head=4, n_positions=256)).save_pretrained(model_dir)
-    AutoTokenizer.from_pretrained(SHARED / "models" / "gpt2-tokenizer").save_pretrained(model_dir)
+    from tuneops.sample import build_gpt2
+
+    tokenizer = AutoTokenizer.from_pretrained(SHARED / "models" / "gpt2-tokenizer")
+    build_gpt2(model_dir, tokenizer, n_layer=4, n_embd=256, n_head=4)
 
 
 def main() -> None:
@@ -41,7 +48,7 @@ def main() -> None:
         (work / rel).parent.mkdir(parents=True, exist_ok=True)
         (work / rel).write_bytes((ROOT / rel).read_bytes())
     make_model(work / "gpt2-4x256")
-    params = yaml.safe_load((work / "params.yaml").read_text())
+    params = yaml.safe_load((work / PARAMS_PATH).read_text())
     params["data"].update(
         source=str(SHARED / "data" / "tweet_sentiment_extraction"),
         label_column="sentiment",
@@ -52,7 +59,7 @@ def main() -> None:
     # a randomly initialised model needs a larger step than fine-tuning a pretrained one
     params["train"]["args"].update(num_train_epochs=args.epochs, learning_rate=5.0e-4, logging_steps=50)
     params["evaluate"].update(min_accuracy=0.45)
-    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (work / PARAMS_PATH).write_text(yaml.safe_dump(params, sort_keys=False))
     subprocess.run(["git", "init", "-q"], cwd=work, check=True)
     start = time.perf_counter()
     result = subprocess.run(
@@ -62,16 +69,16 @@ def main() -> None:
     (work / "repro.log").write_text(result.stdout + result.stderr)
     if result.returncode != 0:
         sys.exit(f"dvc repro failed, see {work / 'repro.log'}")
-    metrics = json.loads((work / "reports" / "metrics.json").read_text())
+    metrics = read_json(work / METRICS_PATH, Metrics)
     runtime = re.findall(r"'train_runtime': '([\d.]+)'", result.stdout + result.stderr)
     print(f"workdir             {work}")
-    tokenization = json.loads((work / "reports" / "tokenization.json").read_text())
-    print(f"train rows          {tokenization['splits']['train']['rows']}")
+    tokenization = read_json(work / TOKENIZATION_PATH, TokenizationReport)
+    print(f"train rows          {tokenization.splits['train'].rows}")
     print(f"train runtime       {float(runtime[-1]) if runtime else float('nan'):.0f} s")
     print(f"pipeline wall time  {total:.0f} s")
-    print(f"test accuracy       {metrics['test']['accuracy']:.4f}   (majority class: 0.4046)")
-    print(f"test macro-F1       {metrics['test']['macro_f1']:.4f}")
-    print(f"train-test gap      {metrics['gap']['accuracy']:+.4f}")
+    print(f"test accuracy       {metrics.test.accuracy:.4f}   (majority class: 0.4046)")
+    print(f"test macro-F1       {metrics.test.macro_f1:.4f}")
+    print(f"train-test gap      {metrics.gap.accuracy:+.4f}")
 
 
 if __name__ == "__main__":

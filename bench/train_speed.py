@@ -129,10 +129,11 @@ def stage_trainer(
     from datasets import Dataset
 
     from tuneops.params import TrainingArgs, load_params
+    from tuneops.paths import PARAMS_PATH
     from tuneops.tokenization import encode
     from tuneops.training import build_trainer
 
-    params = load_params(ROOT / "params.yaml")
+    params = load_params(ROOT / PARAMS_PATH)
     columns, _ = encode(df, tokenizer, params.tokenize.max_length)
     overrides = overrides or {}
     args = params.train.args.model_copy(

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tuneops.files import read_json
-from tuneops.paths import DATA_DOCS_DIR, DATA_QUALITY_PATH, GATE_PATH, METRICS_PATH, REGISTERED_PATH
+from tuneops.paths import DATA_DOCS_INDEX, DATA_QUALITY_PATH, GATE_PATH, METRICS_PATH, REGISTERED_PATH
 from tuneops.records import GateVerdict, Metrics, QualityRecord, Registration
 
 Record = TypeVar("Record")
@@ -29,7 +29,7 @@ def data_quality() -> list[QualityRecord] | None:
     records = _read(DATA_QUALITY_PATH, list[QualityRecord])
     if records is None:
         return None
-    docs = (DATA_DOCS_DIR / "index.html").resolve()
+    docs = DATA_DOCS_INDEX.resolve()
     rows = [
         {
             "check": r.check,

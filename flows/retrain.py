@@ -21,13 +21,20 @@ from prefect.input import RunInput
 from prefect.states import Completed, Failed
 
 from flows import reports
-from flows.stages import StageFailed, TransientStageFailure, dvc_stages, repro
+from flows.stages import StageFailed, StageResult, TransientStageFailure, dvc_stages, repro
 from tuneops.errors import UserError
 from tuneops.files import read_json, write_json
 from tuneops.params import FlowParams, load_params
-from tuneops.paths import DATA_DOCS_DIR, DATA_QUALITY_PATH, DATA_REVIEW_PATH, DATA_VERDICT_PATH, GATE_PATH
+from tuneops.paths import (
+    DATA_DOCS_INDEX,
+    DATA_QUALITY_PATH,
+    DATA_REVIEW_PATH,
+    DATA_VERDICT_PATH,
+    GATE_PATH,
+    PARAMS_PATH,
+)
 from tuneops.quality import review_needed
-from tuneops.records import DataReview, DataVerdict, GateVerdict, QualityRecord
+from tuneops.records import DataReview, DataVerdict, GateVerdict, QualityRecord, RunSummary
 
 REVIEW_POLL_S = 2
 
@@ -51,8 +58,8 @@ def _only_transient(task_: Any, task_run: Any, state: Any) -> bool:
 
 
 @task(name="dvc-stage", cache_policy=NO_CACHE, persist_result=False)  # DVC caches; Prefect must not
-def stage_task(stage: str) -> dict:
-    return vars(repro(stage, get_run_logger()))
+def stage_task(stage: str) -> StageResult:
+    return repro(stage, get_run_logger())
 
 
 def workspace_lock_name() -> str:
@@ -79,7 +86,7 @@ def review(params: FlowParams, records: list[QualityRecord], manifest_sha: str) 
 
     log = get_run_logger()
     failed = [r.line() for r in records if not r.passed]
-    docs = (DATA_DOCS_DIR / "index.html").resolve()
+    docs = DATA_DOCS_INDEX.resolve()
     findings = "Failed warnings:\n" + "\n".join(f"- {f}" for f in failed) if failed else "All checks passed."
     note = f"Review the data before training. Data Docs: file://{docs}\n\n{findings}"
     log.warning("paused for data review (timeout %d s); approve or reject in the Prefect UI", params.review_timeout)
@@ -121,7 +128,7 @@ AFTER_STAGE = {"validate": [reports.data_quality], "evaluate": [reports.metrics,
 
 def run_pipeline(params: FlowParams) -> Any:
     log = get_run_logger()
-    summary: dict[str, Any] = {"ran": [], "skipped": [], "verdict": None, "registered": None}
+    summary = RunSummary()
     for stage in dvc_stages():
         try:
             result = run_stage(stage, params)
@@ -131,7 +138,7 @@ def run_pipeline(params: FlowParams) -> Any:
         finally:  # a failed stage's report (the data quality that stopped it, say) is published too
             for publish in AFTER_STAGE.get(stage, []):
                 publish()
-        summary[result["status"]].append(stage)
+        getattr(summary, result.status).append(stage)
         if stage == "validate":
             records = read_json(DATA_QUALITY_PATH, list[QualityRecord])
             manifest = read_json(DATA_VERDICT_PATH, DataVerdict).manifest_sha256
@@ -142,14 +149,14 @@ def run_pipeline(params: FlowParams) -> Any:
     return finish(summary, params, log)
 
 
-def finish(summary: dict[str, Any], params: FlowParams, log: logging.Logger) -> Any:
-    summary["verdict"] = read_json(GATE_PATH, GateVerdict).verdict if GATE_PATH.is_file() else None
-    if "register" not in summary["ran"]:
-        message = "nothing changed: no stage ran" if not summary["ran"] else "no new registration (register skipped)"
+def finish(summary: RunSummary, params: FlowParams, log: logging.Logger) -> Any:
+    summary.verdict = read_json(GATE_PATH, GateVerdict).verdict if GATE_PATH.is_file() else None
+    if "register" not in summary.ran:
+        message = "nothing changed: no stage ran" if not summary.ran else "no new registration (register skipped)"
         log.info("%s; summary: %s", message, summary)
         return Completed(message=message, data=summary)
     record = reports.registration()
-    summary["registered"] = record.model_dump(include={"name", "version", "alias"})
+    summary.registered = record
     message = f"registered {record.name} v{record.version} as {record.alias}"
     if params.push:
         failed = push(log)
@@ -162,7 +169,7 @@ def finish(summary: dict[str, Any], params: FlowParams, log: logging.Logger) -> 
 
 
 @flow(name="retrain", persist_result=False)
-def retrain(params_path: str = "params.yaml") -> Any:
+def retrain(params_path: str = str(PARAMS_PATH)) -> Any:
     """Run the dvc.yaml pipeline; DVC's cache decides which stages rerun."""
     log = get_run_logger()
     try:

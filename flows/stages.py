@@ -13,6 +13,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import yaml
 
@@ -34,7 +35,7 @@ class TransientStageFailure(StageFailed):
 @dataclass
 class StageResult:
     stage: str
-    status: str  # "ran" | "skipped"
+    status: Literal["ran", "skipped"]
     seconds: float
 
 

@@ -2,8 +2,9 @@
 
     python -m tasks.register          (dvc.yaml runs it)
 
-params: register, and data, model, tokenize, train (logged to MLflow with the version)
-reads:  models/candidate, reports/gate.json, reports/metrics.json, data/interim/manifest.json, dvc.lock
+params: register, data, model, tokenize, train (the last four are logged to MLflow with the version)
+reads:  models/candidate, reports/gate.json, reports/metrics.json, data/interim/manifest.json (and dvc.lock, for
+        the lineage tags: DVC writes it, so it cannot be a dep)
 writes: models/registered.json, and a new version in the MLflow registry with the alias moved to it
 
 Gate failed: exits non-zero listing the failed checks; nothing is registered and the champion stays.
@@ -41,7 +42,7 @@ def register(params: Params, candidate_dir: Path = CANDIDATE_DIR) -> Registratio
     numbers = metric_numbers(metrics)
     with mlflow.start_run(run_name=f"register-{reg.model_name}") as run:
         mlflow.log_params(flat("", params.model_dump(mode="json", include={"data", "model", "tokenize", "train"})))
-        mlflow.log_metrics({k.replace(".", "_"): v for k, v in numbers.items()})
+        mlflow.log_metrics(numbers)
         mlflow.log_artifact(str(GATE_PATH))
         mlflow.set_tags(workspace_lineage(MANIFEST_PATH, DVC_LOCK_PATH))
         version = str(log_model(candidate_dir, reg.model_name).registered_model_version)

@@ -50,7 +50,9 @@ def train(
     datasets = load_processed(processed_dir)
     tokenizer = load_tokenizer(params.model.name, params.model.revision)
     net = build_model(params.model, params.train, params.data.labels, tokenizer)
-    print_ = fingerprint(processed_dir, params.model, params.train, params.data, params.tokenize)
+    # the params dvc.yaml gives this stage that shape training (the data itself is in processed_dir)
+    shaping = {"data": {"labels": True}, "model": True, "tokenize": True, "train": True}
+    print_ = fingerprint(processed_dir, params.model_dump(mode="json", include=shaping))
     resume = prepare_checkpoints(checkpoint_dir, print_)
     mlflow_env(params.register_)
     trainer = build_trainer(net, tokenizer, datasets, params.train, checkpoint_dir, report_to=["mlflow"])

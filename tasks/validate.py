@@ -20,7 +20,14 @@ from pathlib import Path
 from tuneops.errors import UserError
 from tuneops.files import remove, sha256_file, staged_dir, write_json
 from tuneops.params import ValidateParams, load_params
-from tuneops.paths import DATA_DOCS_DIR, DATA_QUALITY_PATH, DATA_VERDICT_PATH, INTERIM_DIR, MANIFEST_PATH
+from tuneops.paths import (
+    DATA_DOCS_DIR,
+    DATA_DOCS_INDEX,
+    DATA_QUALITY_PATH,
+    DATA_VERDICT_PATH,
+    INTERIM_DIR,
+    MANIFEST_PATH,
+)
 from tuneops.quality import add_plain_index, run_checks, table
 from tuneops.records import DataVerdict, QualityRecord
 from tuneops.runner import run_main, stage_parser
@@ -46,14 +53,15 @@ def validate(
         records = run_checks(read_splits(interim_dir), params, labels, staging)
         add_plain_index(staging, records)
     write_json(report_path, records)
-    log.info("data quality (report: %s)\n%s", docs_dir / "index.html", table(records))
+    index = docs_dir / DATA_DOCS_INDEX.name
+    log.info("data quality (report: %s)\n%s", index, table(records))
     for r in records:
         if not r.passed and r.severity == "warning":
             log.warning("warning: %s", r.line())
     failed = [r for r in records if not r.passed and r.severity == "error"]
     if failed:
         listed = "; ".join(r.line() for r in failed)
-        raise UserError(f"data quality failed {len(failed)} error check(s): {listed}. See {docs_dir / 'index.html'}")
+        raise UserError(f"data quality failed {len(failed)} error check(s): {listed}. See {index}")
     write_json(verdict_path, DataVerdict(passed=True, manifest_sha256=sha256_file(manifest)))
     return records
 

@@ -145,23 +145,16 @@ def short_run_train_params(steps: int, **arg_updates: Any) -> Any:
 
 
 def use_sample(params: dict[str, Any], sample: Sample) -> None:
-    """The offline sample and its GPT-2; training short enough for tests, gates any candidate passes."""
-    params["data"].update(
-        source=str(sample.data_dir),
-        text_column="text",
-        label_column="sentiment",
-        max_train_samples=None,
-        max_eval_samples=None,
-    )
-    params["model"]["name"] = str(sample.model_dir)
-    params["train"]["args"].update(
-        num_train_epochs=2, per_device_train_batch_size=16, logging_steps=5, learning_rate=1.0e-3
-    )
-    # min_improvement -1 promotes every candidate that passes, so retraining tests are deterministic (the
-    # champion check has tests of its own); the floors are the ones a 2-layer model of the sample clears.
-    params["evaluate"].update(
-        min_accuracy=0.0, min_macro_f1=0.0, max_overfit_gap=1.0, max_loss_gap=1.0, min_improvement=-1.0
-    )
+    """The demo's params (the sample and its GPT-2, two short epochs), with gates any candidate passes."""
+    from tuneops.demo import demo_params
+
+    demo_params(params, sample.data_dir, sample.model_dir)
+    params["train"]["args"]["logging_steps"] = 5
+    params["flow"]["push"] = True  # the flow tests check the push to the DVC remote
+    # min_improvement -1 promotes every candidate, so retraining tests are deterministic (the gate and the
+    # champion check have tests of their own; the demo's test runs the params.yaml gates)
+    gates = {"min_accuracy": 0.0, "min_macro_f1": 0.0, "max_overfit_gap": 1.0, "max_loss_gap": 1.0}
+    params["evaluate"].update(gates, min_improvement=-1.0)
 
 
 def make_project(dest: Path) -> Project:
@@ -187,3 +180,41 @@ def sample_project(tmp_path: Path, sample: Sample) -> Project:
     proj = make_project(tmp_path / "project")
     proj.set_params(lambda p: use_sample(p, sample))
     return proj
+
+
+def data_params(source: Path | str, **overrides: Any) -> Any:
+    """params.yaml's `data` section for a local source with text/label columns (DataParams)."""
+    from tuneops.params import DataParams
+
+    base = {
+        "source": str(source),
+        "revision": None,
+        "text_column": "text",
+        "label_column": "label",
+        "labels": LABELS,
+        "validation_fraction": 0.2,
+        "test_fraction": 0.2,
+        "seed": 42,
+        "max_train_samples": None,
+        "max_eval_samples": None,
+    }
+    return DataParams(**{**base, **overrides})
+
+
+def scores(accuracy: float, macro_f1: float, loss: float) -> Any:
+    """A split's scores with these headline numbers (SplitScores)."""
+    import numpy as np
+
+    from tuneops.metrics import score
+
+    base = score(np.eye(3), np.arange(3), LABELS)
+    return base.model_copy(update={"accuracy": accuracy, "macro_f1": macro_f1, "loss": loss})
+
+
+def metrics(test_acc=0.7, train_acc=0.75, test_loss=0.6, train_loss=0.5, macro_f1=0.65) -> Any:
+    """reports/metrics.json's record (Metrics) with these numbers, for the gate's and registry's unit tests."""
+    from tuneops.metrics import gap
+    from tuneops.records import Metrics
+
+    test, train = scores(test_acc, macro_f1, test_loss), scores(train_acc, macro_f1, train_loss)
+    return Metrics(test=test, train=train, gap=gap(train, test))

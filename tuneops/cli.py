@@ -124,7 +124,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--name", default="retrain-scheduled", help="deployment name (default: %(default)s)")
     d = sub.add_parser(
         "demo",
-        help="the whole pipeline offline on the shipped sample, to a champion and a prediction (~1 minute)",
+        help="the whole pipeline offline on the shipped sample, to a champion and a prediction (~45 s)",
         description="Runs ingest -> validate -> tokenize -> train -> evaluate -> register with `dvc repro` on the "
         "sample tuneops makes (seeded texts, a tokenizer trained on them, a GPT-2 built from config), in a scratch "
         "workspace, then `tuneops predict` from the registered champion. Needs no Hub and leaves this checkout alone.",

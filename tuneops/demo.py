@@ -20,7 +20,7 @@ import yaml
 
 import tuneops
 from tuneops.errors import UserError
-from tuneops.paths import DVC_YAML_PATH, PARAMS_PATH, RAW_DIR
+from tuneops.paths import DATA_DOCS_INDEX, DVC_YAML_PATH, MODELS_DIR, PARAMS_PATH, RAW_DIR, REPORTS_DIR
 from tuneops.sample import build_sample
 
 log = logging.getLogger("tuneops.demo")
@@ -39,7 +39,11 @@ def project_root() -> Path:
 def demo_params(params: dict, data_dir: Path, model_dir: Path) -> dict:
     """params.yaml pointed at the sample; a 2-layer model learns it in two epochs at a higher learning rate."""
     params["data"].update(
-        source=data_dir.as_posix(), label_column="sentiment", max_train_samples=None, max_eval_samples=None
+        source=data_dir.as_posix(),
+        text_column="text",
+        label_column="sentiment",
+        max_train_samples=None,
+        max_eval_samples=None,
     )
     params["model"]["name"] = model_dir.as_posix()
     params["train"]["args"].update(num_train_epochs=2, per_device_train_batch_size=16, learning_rate=1.0e-3)
@@ -80,10 +84,11 @@ def demo(workspace: Path | None = None) -> Path:
     for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "repro"]):
         run([sys.executable, "-m", *command] if command[0] == "dvc" else command, workspace)
     run([sys.executable, "-m", "tuneops.cli", "predict", *EXAMPLES], workspace)
+    tracking = yaml.safe_load((workspace / PARAMS_PATH).read_text())["register"]["tracking_uri"]
     print(
-        f"\nDone: {workspace} holds the pipeline's outputs (reports/, models/, mlflow.db).\n"
+        f"\nDone: {workspace} holds the pipeline's outputs ({REPORTS_DIR}/, {MODELS_DIR}/, the MLflow registry).\n"
         f"  cd {workspace} && dvc metrics show && tuneops predict 'so happy today'\n"
-        f"  open reports/data_quality/index.html; mlflow ui --backend-store-uri sqlite:///mlflow.db",
+        f"  open {DATA_DOCS_INDEX}; mlflow ui --backend-store-uri {tracking}",
         file=sys.stderr,
     )
     return workspace

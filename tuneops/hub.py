@@ -6,10 +6,10 @@ about what to do. A machine without the Hub should hear at once how to go on wit
 
 from __future__ import annotations
 
-import concurrent.futures
 import functools
 import os
 import socket
+import threading
 from urllib.parse import urlparse
 
 from tuneops.errors import TransientError, UserError
@@ -33,12 +33,24 @@ def offline_switch() -> bool:
 
 @functools.cache  # asked once a process: the tokenizer and the model ask about the same Hub
 def _connect(host: str, port: int) -> None:
-    # getaddrinfo has no timeout of its own: a hung resolver is bounded by running it in a thread.
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-    try:
-        pool.submit(socket.create_connection, (host, port), PROBE_TIMEOUT_S).result(PROBE_TIMEOUT_S + 1).close()
-    finally:
-        pool.shutdown(wait=False)
+    """Resolve and connect, or raise. getaddrinfo has no timeout of its own, so a hung resolver is left in a
+    daemon thread (a pool's worker would be joined at exit, holding the process up as long as it hangs)."""
+    outcome: list[BaseException | None] = []
+
+    def attempt() -> None:
+        try:
+            socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S).close()
+            outcome.append(None)
+        except OSError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=attempt, daemon=True)
+    thread.start()
+    thread.join(PROBE_TIMEOUT_S + 1)
+    if not outcome:
+        raise TimeoutError("name resolution timed out")
+    if outcome[0] is not None:
+        raise outcome[0]
 
 
 def probe(what: str) -> None:
@@ -57,6 +69,6 @@ def probe(what: str) -> None:
         raise UserError(
             f"{what}: the Hugging Face Hub ({host}) is unreachable: no name resolution; {WAYS_ON}"
         ) from None
-    except (OSError, concurrent.futures.TimeoutError) as exc:
+    except OSError as exc:  # TimeoutError is one
         reason = " ".join(str(exc).split()) or "timed out"
         raise TransientError(f"{what}: the Hugging Face Hub ({host}) is unreachable ({reason}); {WAYS_ON}") from None

@@ -1,7 +1,7 @@
 """Predict with the registered champion (or a given version): labels and class probabilities.
 
     tuneops predict "I love this" "meh"
-    tuneops predict --file tweets.csv --out preds.jsonl      (CSV/TSV with a `text` column, or JSONL)
+    tuneops predict --file tweets.csv --out preds.jsonl      (CSV/TSV/JSONL/Parquet with a `text` column)
 
 Inputs are sorted by length and padded per batch under torch.inference_mode; outputs keep the input order.
 """

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from tuneops.params import Check, ValidateParams
-from tuneops.paths import SPLITS
+from tuneops.paths import DATA_DOCS_INDEX, SPLITS
 from tuneops.records import QualityRecord
 
 ONLY_URLS_MENTIONS = r"^\s*(?:(?:https?://\S+|www\.\S+|@\w+|#\w+)[\s.,!?:;]*)+$"
@@ -210,7 +210,7 @@ def add_plain_index(docs_dir: Path, records: list[QualityRecord]) -> None:
     title = "<h3>tuneops data quality: validation results</h3>"
     listing = "".join(items)
     block = f'<div style="margin:1em;font-family:sans-serif">{title}<ul>{listing}</ul></div>'
-    index = docs_dir / "index.html"
+    index = docs_dir / DATA_DOCS_INDEX.name
     page = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + block, index.read_text(encoding="utf-8"), count=1)
     index.write_text(page, encoding="utf-8")
 

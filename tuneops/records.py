@@ -158,3 +158,12 @@ class Champion(Record):
     alias: str
     run_id: str
     metrics: dict[str, float]
+
+
+class RunSummary(Record):
+    """What one retrain flow run did: its final state's data (`tuneops run`, the tests and the UI read it)."""
+
+    ran: list[str] = []
+    skipped: list[str] = []
+    verdict: Literal["passed", "failed"] | None = None
+    registered: Registration | None = None

@@ -74,9 +74,10 @@ def flat(prefix: str, value: Any) -> dict[str, Any]:
 
 
 def metric_numbers(metrics: Metrics) -> dict[str, float]:
-    """Every number of the test/train/gap scores but the confusion matrix, as `test.accuracy` etc."""
+    """Every number of the test/train/gap scores but the confusion matrix, under MLflow's names (`test_accuracy`,
+    `test_per_class_positive_f1`, ...): the registration record, the run and the champion lookup share them."""
     return {
-        k: float(v)
+        k.replace(".", "_"): float(v)
         for k, v in flat("", metrics.model_dump(mode="json")).items()
         if isinstance(v, (int, float)) and "confusion" not in k
     }

@@ -1,6 +1,5 @@
-"""The canonical dataset: any source's columns mapped onto `text, label, label_text`, and its splits.
-
-Pure functions of DataFrames (the ingest stage does the reading and writing).
+"""The canonical dataset: any source's columns mapped onto `text, label, label_text`, its splits, and the
+splits on disk (Parquet and a manifest) that the ingest stage writes and later stages read.
 """
 
 from __future__ import annotations

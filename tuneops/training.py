@@ -28,13 +28,13 @@ log = logging.getLogger("tuneops.training")
 FINGERPRINT = "fingerprint.json"
 
 
-def fingerprint(processed_dir: Path, *sections: Any) -> str:
+def fingerprint(processed_dir: Path, settings: dict[str, Any]) -> str:
     """What a checkpoint was trained from: the tokenized data and every param that shapes training."""
     digest = hashlib.sha256()
     for state in sorted(processed_dir.rglob("*")):
         if state.is_file():
             digest.update(state.name.encode() + state.read_bytes())
-    digest.update(json.dumps([s.model_dump(mode="json") for s in sections], sort_keys=True).encode())
+    digest.update(json.dumps(settings, sort_keys=True).encode())
     return digest.hexdigest()
 
 

@@ -11,22 +11,12 @@ import pandas as pd
 import pytest
 
 from tasks.ingest import ingest
-from tests.conftest import ROOT
+from tests.conftest import LABELS, ROOT, data_params
 from tuneops.errors import UserError
-from tuneops.params import DataParams
 from tuneops.sources import load_source, looks_like_path
 from tuneops.splits import to_canonical
 
-LABELS = ["negative", "neutral", "positive"]
 ROWS = [(f"tweet number {i} is {['awful', 'fine', 'great'][i % 3]}", LABELS[i % 3]) for i in range(60)]
-
-
-def data_params(source: Path | str, **overrides) -> DataParams:
-    base = dict(
-        source=str(source), revision=None, text_column="text", label_column="label", labels=LABELS,
-        validation_fraction=0.2, test_fraction=0.2, seed=42, max_train_samples=None, max_eval_samples=None,
-    )
-    return DataParams(**{**base, **overrides})
 
 
 def write_csv(path: Path, rows=ROWS, sep: str = ",") -> Path:

@@ -11,8 +11,7 @@ import pytest
 
 from tasks.ingest import ingest
 from tasks.validate import validate
-from tests.conftest import LABELS, ROOT
-from tests.data.test_ingest import data_params
+from tests.conftest import LABELS, ROOT, data_params
 from tuneops.errors import UserError
 from tuneops.params import load_params
 from tuneops.quality import add_plain_index, run_checks

@@ -61,8 +61,8 @@ def test_flow_runs_every_stage_then_nothing_when_nothing_changed(in_workspace):
     state = run_flow()
     assert state.is_completed(), state.message
     summary = state.result()
-    assert summary["ran"] == ["ingest", "validate", "tokenize", "train", "evaluate", "register"]
-    assert summary["verdict"] == "passed" and summary["registered"]["version"] == "1"
+    assert summary.ran == ["ingest", "validate", "tokenize", "train", "evaluate", "register"]
+    assert summary.verdict == "passed" and summary.registered.version == "1"
     assert "pushed to the DVC remote" in state.message
     assert (in_workspace.path.parent / "tuneops-dvc-remote" / "files" / "md5").is_dir()  # the default remote
     assert {"data-quality", "data-quality-summary", "metrics", "gate", "registered-model"} <= artifact_keys(
@@ -71,7 +71,7 @@ def test_flow_runs_every_stage_then_nothing_when_nothing_changed(in_workspace):
 
     again = run_flow()
     assert again.is_completed() and again.message == "nothing changed: no stage ran"
-    assert again.result()["skipped"] == summary["ran"] and again.result()["registered"] is None
+    assert again.result().skipped == summary.ran and again.result().registered is None
     assert in_workspace.champion_version() == "1"
 
 
@@ -80,9 +80,9 @@ def test_changing_a_train_param_reruns_train_evaluate_register_only(in_workspace
     state = run_flow()
     assert state.is_completed(), state.message
     summary = state.result()
-    assert summary["ran"] == ["train", "evaluate", "register"]
-    assert summary["skipped"] == ["ingest", "validate", "tokenize"]
-    assert in_workspace.champion_version() == summary["registered"]["version"] == "2"
+    assert summary.ran == ["train", "evaluate", "register"]
+    assert summary.skipped == ["ingest", "validate", "tokenize"]
+    assert in_workspace.champion_version() == summary.registered.version == "2"
 
 
 def test_gate_failure_fails_the_run_with_reasons_and_keeps_the_champion(in_workspace):
@@ -129,7 +129,7 @@ def test_review_pauses_and_approval_continues_to_registration(in_workspace):
     in_workspace.set_params(review_always)
     state = run_with_review({"approve": True, "comment": "looks fine"})
     assert state.is_completed(), state.message
-    assert state.result()["ran"] == ["train", "evaluate", "register"]
+    assert state.result().ran == ["train", "evaluate", "register"]
     record = json.loads((in_workspace.path / "reports" / "data_review.json").read_text())
     assert record["approve"] is True and record["comment"] == "looks fine"
 
@@ -211,7 +211,7 @@ def test_ingest_retries_a_transient_failure(api, project, monkeypatch, sample):
     project.set_params(lambda p: (use_sample(p, sample), p["flow"].update(ingest_retry_delay_seconds=0)))
     state = run_flow()
     assert state.is_completed(), state.message
-    assert state.result()["ran"] == ["ingest"] and ingest_attempts(state) == 2
+    assert state.result().ran == ["ingest"] and ingest_attempts(state) == 2
 
 
 def test_ingest_does_not_retry_a_data_mistake(api, project, monkeypatch, tmp_path):

@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 from tests.conftest import MODEL, ROOT
+from tuneops.demo import EXAMPLES
 
 pytestmark = pytest.mark.slow
 
@@ -19,8 +20,8 @@ def test_the_demo_ends_with_a_champion_and_a_prediction_and_leaves_the_checkout_
     workspace = tmp_path / "demo"
     result = subprocess.run(["tuneops", "demo", "--workspace", str(workspace)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
-    predictions = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    assert [p["text"] for p in predictions][:1] == ["I love the concert tonight!"]
+    predictions = [json.loads(line) for line in result.stdout.splitlines() if line.startswith('{"text": ')]
+    assert [p["text"] for p in predictions] == EXAMPLES
     assert all(p["label"] in ("negative", "neutral", "positive") for p in predictions)
     registry = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
     assert registry.get_model_version_by_alias(MODEL, "champion").version == "1"

@@ -13,8 +13,7 @@ import torch
 
 from tasks.ingest import ingest
 from tasks.validate import validate
-from tests.conftest import GPT2_TOKENIZER, LABELS, ROOT, TWEETS
-from tests.data.test_ingest import data_params
+from tests.conftest import GPT2_TOKENIZER, LABELS, ROOT, TWEETS, data_params
 from tuneops.modeling import load_tokenizer, predict_logits
 from tuneops.params import load_params
 

@@ -5,23 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.conftest import LABELS, ROOT
+from tests.conftest import LABELS, ROOT, metrics
 from tuneops.gate import gate
-from tuneops.metrics import accuracy_macro_f1, gap, mean_log_loss, score
+from tuneops.metrics import accuracy_macro_f1, mean_log_loss, score
 from tuneops.params import load_params
-from tuneops.records import Champion, Metrics
+from tuneops.records import Champion
 
 PARAMS = load_params(ROOT / "params.yaml").evaluate  # min_accuracy 0.45, min_improvement 0.005, ...
-
-
-def scores(accuracy: float, macro_f1: float, loss: float):
-    base = score(np.eye(3), np.arange(3), LABELS)
-    return base.model_copy(update={"accuracy": accuracy, "macro_f1": macro_f1, "loss": loss})
-
-
-def metrics(test_acc=0.7, train_acc=0.75, test_loss=0.6, train_loss=0.5, macro_f1=0.65) -> Metrics:
-    test, train = scores(test_acc, macro_f1, test_loss), scores(train_acc, macro_f1, train_loss)
-    return Metrics(test=test, train=train, gap=gap(train, test))
 
 
 def champion(accuracy: float | None) -> Champion:
