@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tuneops.errors import UserError
 from tuneops.files import read_json, staged_dir, write_json
-from tuneops.modeling import load_tokenizer
+from tuneops.modeling import load_tokenizer, max_positions
 from tuneops.params import Params, load_params
 from tuneops.paths import DATA_VERDICT_PATH, INTERIM_DIR, PROCESSED_DIR, SPLITS, TOKENIZATION_PATH
 from tuneops.records import DataVerdict, TokenizationReport
@@ -42,6 +42,9 @@ def tokenize(
         raise UserError(f"{verdict_path}: no passing data-quality verdict (run `dvc repro validate`, fix its errors)")
     data, max_length = params.data, params.tokenize.max_length
     tokenizer = load_tokenizer(params.model.name, params.model.revision)
+    positions = max_positions(params.model.name, params.model.revision)
+    if positions is not None and max_length > positions:
+        raise UserError(f"tokenize.max_length {max_length} > the {positions} positions of model {params.model.name!r}")
     limits = {"train": data.max_train_samples, "validation": data.max_eval_samples, "test": data.max_eval_samples}
     report, splits = TokenizationReport(max_length=max_length, splits={}), {}
     for split, df in read_splits(interim_dir).items():

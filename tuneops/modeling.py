@@ -73,6 +73,14 @@ def load_tokenizer(name: str, revision: str | None = None) -> Any:
     return tokenizer
 
 
+def max_positions(name: str, revision: str | None = None) -> int | None:
+    """How many token positions the model has (GPT-2: n_positions), or None where its config does not say."""
+    from transformers import AutoConfig
+
+    config = _from_pretrained(AutoConfig, name, revision=revision)
+    return getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+
+
 def configure_padding(model: Any, tokenizer: Any) -> Any:
     model.config.pad_token_id = tokenizer.pad_token_id
     return model

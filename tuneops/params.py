@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from tuneops.errors import UserError
 from tuneops.paths import PARAMS_PATH
@@ -20,7 +20,8 @@ from tuneops.records import Severity
 
 class Strict(BaseModel):
     # strict: PyYAML reads `5e-5` as a string, and lax pydantic would quietly make it a float.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # allow_inf_nan: `learning_rate: .inf` would train to all-NaN weights and exit 0.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class DataParams(Strict):
@@ -31,9 +32,17 @@ class DataParams(Strict):
     labels: list[str] = Field(min_length=2)
     validation_fraction: float = Field(gt=0, lt=1)
     test_fraction: float = Field(gt=0, lt=1)
-    seed: int
+    seed: int = Field(ge=0)
     max_train_samples: int | None = Field(gt=0)
     max_eval_samples: int | None = Field(gt=0)
+
+    @field_validator("labels")
+    @classmethod
+    def _distinct_labels(cls, labels: list[str]) -> list[str]:
+        seen = [label.strip().lower() for label in labels]  # ingest maps names case-insensitively
+        if dupes := sorted({label for label in seen if seen.count(label) > 1}):
+            raise ValueError(f"each label once (a label's id is its position); repeated: {dupes}")
+        return labels
 
 
 class Check(Strict):
@@ -89,7 +98,7 @@ class TrainingArgs(Strict):
     warmup_steps: float = Field(ge=0)
     lr_scheduler_type: str
     max_grad_norm: float = Field(gt=0)
-    seed: int
+    seed: int = Field(ge=0)
     train_sampling_strategy: Literal["random", "sequential", "group_by_length"]
     eval_strategy: Literal["no", "epoch", "steps"]
     save_strategy: Literal["no", "epoch", "steps"]
@@ -105,6 +114,33 @@ class TrainingArgs(Strict):
     activation_checkpointing_kwargs: dict[str, Any] | None = None
     eval_steps: int | None = Field(default=None, gt=0)
     save_steps: int | None = Field(default=None, gt=0)
+
+    @field_validator("optim", "lr_scheduler_type")
+    @classmethod
+    def _known_to_transformers(cls, value: str, info: ValidationInfo) -> str:
+        if value in COMMON_NAMES[info.field_name]:
+            return value  # no need to import transformers (seconds) for the usual names
+        known = transformers_names(info.field_name)
+        if value not in known:
+            raise ValueError(f"not one transformers knows; one of {', '.join(sorted(known))}")
+        return value
+
+
+# Names every transformers 5 accepts; others are checked against its own enums, imported only then.
+COMMON_NAMES = {
+    "optim": {"adamw_torch", "adamw_torch_fused", "adafactor", "sgd"},
+    "lr_scheduler_type": {"linear", "cosine", "constant", "constant_with_warmup"},
+}
+
+
+def transformers_names(field: str) -> set[str]:
+    if field == "optim":
+        from transformers.training_args import OptimizerNames
+
+        return {o.value for o in OptimizerNames}
+    from transformers.trainer_utils import SchedulerType
+
+    return {s.value for s in SchedulerType}
 
 
 class TrainParams(Strict):
@@ -179,7 +215,8 @@ def _describe(error: dict[str, Any]) -> str:
         return f"{key}: unknown key (a typo? see the keys beside it in params.yaml)"
     if error["type"] == "missing":
         return f"{key}: missing"
-    return f"{key}: {error['msg']} (got {error.get('input')!r})"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{key}: {message} (got {error.get('input')!r})"
 
 
 def parse_params(raw: dict[str, Any], origin: str = str(PARAMS_PATH)) -> Params:

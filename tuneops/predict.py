@@ -23,10 +23,18 @@ log = logging.getLogger("tuneops.predict")
 
 
 def read_texts(path: Path, text_column: str = "text") -> list[str]:
+    if not path.is_file():
+        raise UserError(
+            f"{path}: no such file (give --file a CSV/TSV/JSONL/Parquet file with a {text_column!r} column)"
+        )
     df = read_file(path)
     if text_column not in df.columns:
         raise UserError(f"{path}: column {text_column!r} not found (columns: {', '.join(map(str, df.columns))})")
-    return ["" if v is None or v != v else str(v) for v in df[text_column]]
+    missing = df[text_column].isna()
+    if missing.any():  # a silent "" would get a confident label for no text at all
+        rows = ", ".join(str(i + 1) for i in df.index[missing][:5])
+        raise UserError(f"{path}: column {text_column!r}: {int(missing.sum())} row(s) with no text (row {rows})")
+    return [str(v) for v in df[text_column]]
 
 
 def predict(model: Any, tokenizer: Any, texts: list[str], batch_size: int = 64) -> list[dict]:
@@ -40,5 +48,7 @@ def write_predictions(texts: list[str], results: list[dict], out: Path | None) -
         for line in lines:
             print(line)
         return
+    if out.is_dir():
+        raise UserError(f"{out}: is a folder; give --out a file name, e.g. {out / 'predictions.jsonl'}")
     write_text(out, "".join(line + "\n" for line in lines))
     print(f"wrote {len(results)} predictions to {out}", file=sys.stderr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,13 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # the temporary server would phone home
+# user:password@ in a URL (MLFLOW_TRACKING_URI, a DVC remote) must never reach a log or an error line
+CREDENTIALS = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^/\s:@]+):[^@\s/]+@")
+
+
+def redact(text: str) -> str:
+    return CREDENTIALS.sub(r"\1:***@", text)
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -33,10 +41,10 @@ def run_main(main: Callable[[], Any]) -> None:
     try:
         main()
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         raise SystemExit(EXIT_USER_ERROR) from None
     except TransientError as exc:
-        print(f"error: {exc} (transient: retry later)", file=sys.stderr)
+        print(f"error: {redact(str(exc))} (transient: retry later)", file=sys.stderr)
         raise SystemExit(EXIT_TRANSIENT) from None
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

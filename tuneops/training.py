@@ -72,6 +72,9 @@ def prepare_checkpoints(checkpoint_dir: Path, fingerprint_: str) -> bool:
 
 
 def build_model(model: ModelParams, train: TrainParams, labels: list[str], tokenizer: Any) -> Any:
+    from transformers import set_seed
+
+    set_seed(train.args.seed)  # the classifier head is initialised here: two runs must start from the same one
     net = load_classifier(model.name, labels, tokenizer, model.revision)
     if train.method == "lora":
         from peft import LoraConfig, TaskType, get_peft_model

@@ -132,3 +132,23 @@ def test_cli_reports_a_data_mistake_without_traceback_and_keeps_no_output(tmp_pa
     assert result.stderr.strip().splitlines() == [expected]
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "data" / "interim").exists()
+
+
+def test_a_max_length_beyond_the_models_positions_stops_tokenize_naming_both(sample, tmp_path):
+    from tasks.tokenize import tokenize
+    from tuneops.files import write_json
+    from tuneops.params import load_params
+    from tuneops.records import DataVerdict
+
+    params = load_params(ROOT / "params.yaml")
+    params = params.model_copy(
+        update={
+            "model": params.model.model_copy(update={"name": str(sample.model_dir)}),
+            "tokenize": params.tokenize.model_copy(update={"max_length": 4096}),
+        }
+    )
+    verdict = tmp_path / "verdict.json"
+    write_json(verdict, DataVerdict(passed=True, manifest_sha256="x"))
+    with pytest.raises(UserError, match=r"tokenize\.max_length 4096 > the 256 positions of model"):
+        tokenize(params, tmp_path / "interim", verdict, tmp_path / "processed", tmp_path / "t.json")
+    assert not (tmp_path / "processed").exists()

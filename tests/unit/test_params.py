@@ -72,3 +72,26 @@ def test_broken_yaml_is_one_line(tmp_path):
     with pytest.raises(UserError, match="not valid YAML") as info:
         load_params(path)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda r: r["train"]["args"].update(learning_rate=float("inf")), r"train\.args\.learning_rate: .*finite"),
+        (lambda r: r["train"]["args"].update(optim="adam_w"), r"train\.args\.optim: not one transformers knows; .*"),
+        (lambda r: r["train"]["args"].update(lr_scheduler_type="cosin"), r"train\.args\.lr_scheduler_type: not one"),
+        (lambda r: r["data"].update(seed=-1), r"data\.seed: .*greater than or equal to 0"),
+        (lambda r: r["train"]["args"].update(seed=-1), r"train\.args\.seed: .*greater than or equal to 0"),
+        (lambda r: r["data"].update(labels=["neg", "pos", "Neg"]), r"data\.labels: each label once .*\['neg'\]"),
+    ],
+    ids=["infinite learning rate", "unknown optim", "unknown scheduler", "data seed", "train seed", "dup labels"],
+)
+def test_values_that_would_fail_late_fail_at_load_naming_the_key(edit, message):
+    with pytest.raises(UserError, match=message) as info:
+        parse_params(edited(edit))
+    assert "\n" not in str(info.value)
+
+
+def test_a_less_common_name_transformers_knows_is_accepted():
+    params = parse_params(edited(lambda r: r["train"]["args"].update(lr_scheduler_type="cosine_with_restarts")))
+    assert params.train.args.lr_scheduler_type == "cosine_with_restarts"

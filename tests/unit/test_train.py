@@ -53,3 +53,15 @@ def test_freed_memory_is_released_each_step_on_cpu_unless_turned_off(trainer_for
         pytest.skip("no glibc malloc_trim here")
     assert releases(trainer_for(tmp_path / "on"))
     assert not releases(trainer_for(tmp_path / "off", release_freed_memory=False))
+
+
+def test_the_classifier_head_is_the_same_in_two_runs(sample, tokenizer):
+    """The head is initialised from the seed: two identical runs start from identical weights."""
+    from tests.conftest import LABELS, ROOT
+    from tuneops.params import load_params
+    from tuneops.training import build_model
+
+    params = load_params(ROOT / "params.yaml")
+    model = params.model.model_copy(update={"name": str(sample.model_dir)})
+    first, second = (build_model(model, params.train, LABELS, tokenizer) for _ in range(2))
+    assert first.score.weight.equal(second.score.weight)
