@@ -19,7 +19,8 @@ PROCESSED_DIR = Path("data/processed")  # token ids (datasets `save_to_disk`)
 
 REPORTS_DIR = Path("reports")
 DATA_DOCS_DIR = REPORTS_DIR / "data_quality"  # Great Expectations Data Docs
-DATA_DOCS_INDEX = DATA_DOCS_DIR / "index.html"  # what people open
+DATA_DOCS_INDEX = DATA_DOCS_DIR / "index.html"  # GX's own pages (styles and icons from a CDN)
+REVIEW_PAGE_PATH = REPORTS_DIR / "data_review.html"  # the self-contained page a person reviews, offline too
 DATA_QUALITY_PATH = REPORTS_DIR / "data_quality.json"
 DATA_VERDICT_PATH = REPORTS_DIR / "data_quality_verdict.json"
 DATA_REVIEW_PATH = REPORTS_DIR / "data_review.json"
