@@ -11,7 +11,14 @@ from typing import Any, TypeVar
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tuneops.files import read_json
-from tuneops.paths import DATA_DOCS_INDEX, DATA_QUALITY_PATH, GATE_PATH, METRICS_PATH, REGISTERED_PATH
+from tuneops.paths import (
+    DATA_DOCS_INDEX,
+    DATA_QUALITY_PATH,
+    GATE_PATH,
+    METRICS_PATH,
+    REGISTERED_PATH,
+    REVIEW_PAGE_PATH,
+)
 from tuneops.records import GateVerdict, Metrics, QualityRecord, Registration
 
 Record = TypeVar("Record")
@@ -29,7 +36,7 @@ def data_quality() -> list[QualityRecord] | None:
     records = _read(DATA_QUALITY_PATH, list[QualityRecord])
     if records is None:
         return None
-    docs = DATA_DOCS_INDEX.resolve()
+    page, docs = REVIEW_PAGE_PATH.resolve(), DATA_DOCS_INDEX.resolve()
     rows = [
         {
             "check": r.check,
@@ -41,14 +48,14 @@ def data_quality() -> list[QualityRecord] | None:
         }
         for r in records
     ]
-    create_table_artifact(rows, key="data-quality", description=f"Data Docs: file://{docs}")
+    create_table_artifact(rows, key="data-quality", description=f"Review page: file://{page}; Data Docs: file://{docs}")
     failed = [r for r in rows if r["result"] == "FAILED"]
     summary = "\n".join(
         f"| {r['check']} | {r['split']} | {r['severity']} | {r['observed']} | {r['threshold']} |" for r in failed
     )
     create_markdown_artifact(
         f"# Data quality\n\n{len(rows) - len(failed)} of {len(rows)} checks passed. "
-        f"Full report (Great Expectations Data Docs): `{docs}`\n\n"
+        f"Review page (self-contained, works offline): `{page}`; Great Expectations Data Docs: `{docs}`\n\n"
         f"| failed check | split | severity | observed | threshold |\n|---|---|---|---|---|\n"
         f"{summary or '| (none) | | | | |'}\n",
         key="data-quality-summary",

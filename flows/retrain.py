@@ -32,6 +32,7 @@ from tuneops.paths import (
     DATA_VERDICT_PATH,
     GATE_PATH,
     PARAMS_PATH,
+    REVIEW_PAGE_PATH,
 )
 from tuneops.quality import review_needed
 from tuneops.records import DataReview, DataVerdict, GateVerdict, QualityRecord, RunSummary
@@ -86,9 +87,10 @@ def review(params: FlowParams, records: list[QualityRecord], manifest_sha: str) 
 
     log = get_run_logger()
     failed = [r.line() for r in records if not r.passed]
-    docs = DATA_DOCS_INDEX.resolve()
+    page, docs = REVIEW_PAGE_PATH.resolve(), DATA_DOCS_INDEX.resolve()
     findings = "Failed warnings:\n" + "\n".join(f"- {f}" for f in failed) if failed else "All checks passed."
-    note = f"Review the data before training. Data Docs: file://{docs}\n\n{findings}"
+    links = f"Review page (works offline): file://{page}\nGX Data Docs (need the internet): file://{docs}"
+    note = f"Review the data before training.\n{links}\n\n{findings}"
     log.warning("paused for data review (timeout %d s); approve or reject in the Prefect UI", params.review_timeout)
     try:
         form = ReviewDecision.with_initial_data(description=note, approve=False)

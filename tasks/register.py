@@ -2,12 +2,14 @@
 
     python -m tasks.register          (dvc.yaml runs it)
 
-params: register, data, model, tokenize, train (the last four are logged to MLflow with the version)
-reads:  models/candidate, reports/gate.json, reports/metrics.json, data/interim/manifest.json (and dvc.lock, for
-        the lineage tags: DVC writes it, so it cannot be a dep)
+params: register, evaluate.primary_metric, evaluate.min_improvement (the champion is checked again, now),
+        data, model, tokenize, train (these four are logged to MLflow with the version)
+reads:  models/candidate (checked against its hash in dvc.lock), reports/gate.json, reports/metrics.json,
+        data/interim/manifest.json (and dvc.lock, for the lineage tags: DVC writes it, so it cannot be a dep)
 writes: models/registered.json, and a new version in the MLflow registry with the alias moved to it
 
-Gate failed: exits non-zero listing the failed checks; nothing is registered and the champion stays.
+Gate failed, or the champion moved since evaluate and is no longer beaten: exits non-zero saying why; nothing is
+registered and the champion stays.
 Gate passed: logs the model (transformers flavour, safetensors), params, metrics, gate.json, the data manifest
 hash, the dvc.lock hashes and the git commit to MLflow, registers a new version of `register.model_name` and
 moves the alias (`champion`) to it.
@@ -20,10 +22,21 @@ from pathlib import Path
 
 from tuneops.errors import UserError
 from tuneops.files import read_json, write_json
+from tuneops.gate import beats_champion
+from tuneops.integrity import verify_outputs
 from tuneops.params import Params, load_params, tracking_uri
 from tuneops.paths import CANDIDATE_DIR, DVC_LOCK_PATH, GATE_PATH, MANIFEST_PATH, METRICS_PATH, REGISTERED_PATH
 from tuneops.records import GateVerdict, Metrics, Registration
-from tuneops.registry import flat, log_model, metric_numbers, model_uri, set_alias, workspace_lineage
+from tuneops.registry import (
+    champion,
+    flat,
+    log_model,
+    metric_numbers,
+    model_uri,
+    registered_before,
+    set_alias,
+    workspace_lineage,
+)
 from tuneops.runner import run_main, stage_parser
 
 log = logging.getLogger("tuneops.register")
@@ -32,11 +45,16 @@ log = logging.getLogger("tuneops.register")
 def register(params: Params, candidate_dir: Path = CANDIDATE_DIR) -> Registration:
     import mlflow
 
+    verify_outputs(DVC_LOCK_PATH, candidate_dir)  # register exactly the model that was evaluated
     verdict, metrics = read_json(GATE_PATH, GateVerdict), read_json(METRICS_PATH, Metrics)
     if verdict.verdict != "passed":
         listed = "; ".join(f"{c.check}: observed {c.observed}, threshold {c.threshold}" for c in verdict.failed)
         raise UserError(f"gate failed ({GATE_PATH}), nothing registered, champion unchanged: {listed}")
     reg = params.register_
+    # The champion may have moved since evaluate ran (another workspace registered): check again, now.
+    now = beats_champion(metrics.test, champion(reg, registered_before(REGISTERED_PATH)), params.evaluate)
+    if not now.passed:
+        raise UserError(f"the {reg.alias} moved since evaluate: {now.detail}; nothing registered (rerun evaluate)")
     mlflow.set_tracking_uri(tracking_uri(reg))
     mlflow.set_experiment(reg.experiment_name)
     numbers = metric_numbers(metrics)

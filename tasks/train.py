@@ -10,7 +10,9 @@ writes: models/candidate (safetensors, config with label names, tokenizer), mode
 
 Evaluates on `validation` each epoch, keeps the best checkpoint by `metric_for_best_model`, stops early after
 `early_stopping_patience` evaluations without improvement. A run killed and started again with the same data
-and params resumes from the last checkpoint; any change starts fresh. The Trainer logs the run to MLflow.
+and params resumes from the last complete checkpoint (one cut short by a kill or a full disk is set aside in
+models/checkpoints/incomplete, with a log line); any change starts fresh. A full disk is said as such. The
+Trainer logs the run to MLflow.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from tuneops.files import write_json
+from tuneops.files import said_when_disk_full, write_json
 from tuneops.modeling import load_tokenizer
 from tuneops.params import Params, load_params
 from tuneops.paths import CANDIDATE_DIR, CHECKPOINT_DIR, PROCESSED_DIR, TRAIN_HISTORY_PATH
@@ -56,10 +58,12 @@ def train(
     resume = prepare_checkpoints(checkpoint_dir, print_)
     mlflow_env(params.register_)
     trainer = build_trainer(net, tokenizer, datasets, params.train, checkpoint_dir, report_to=["mlflow"])
-    trainer.train(resume_from_checkpoint=resume or None)
+    with said_when_disk_full(checkpoint_dir, "training resumes from the last complete checkpoint"):
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     history = epoch_history(trainer.state.log_history)
     if trainer.is_world_process_zero():  # under torchrun, one process writes
-        save_candidate(trainer, tokenizer, params.tokenize.max_length, candidate_dir)
+        with said_when_disk_full(candidate_dir.parent, "the checkpoints are kept: training resumes from them"):
+            save_candidate(trainer, tokenizer, params.tokenize.max_length, candidate_dir)
         write_json(history_path, history)
         write_json(checkpoint_dir / FINGERPRINT, CheckpointMarker(fingerprint=print_, completed=True))
         best = params.train.args.metric_for_best_model

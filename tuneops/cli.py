@@ -33,13 +33,31 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 @command
 def cmd_serve(args: argparse.Namespace) -> None:
-    from tuneops.registry import load_registered, model_uri
-    from tuneops.serving import serve
+    from tuneops.serving import Limits, api_key_from_env, check_exposure, create_app, registry_source, serve
 
-    register = load_params(args.params).register_
-    model, tokenizer = load_registered(register, args.model_version)
-    about = {"model_uri": model_uri(register, args.model_version), "labels": list(model.config.id2label.values())}
-    serve(model, tokenizer, about, args.host, args.port, args.max_texts, args.max_chars)
+    api_key = api_key_from_env()
+    check_exposure(args.host, api_key)  # refuse before the slow model load
+    served, lookup, load = registry_source(load_params(args.params).register_, args.model_version)
+    limits = Limits(max_texts=args.max_texts, max_chars=args.max_chars, max_body_bytes=args.max_body_bytes)
+    refresh = args.refresh_seconds
+    app = create_app(served, limits, lookup=lookup, load=load, refresh_seconds=refresh, api_key=api_key)
+    serve(app, args.host, args.port, refresh)
+
+
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number > 0, not {text!r}")
+    return int(text)
+
+
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, not {text!r}")
+    return value
 
 
 @command
@@ -112,12 +130,28 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model-version", type=int, help="a registered version instead of the champion alias")
     p.add_argument("--batch-size", type=int, default=64, help="texts per forward pass (default: %(default)s)")
 
-    s = sub.add_parser("serve", help="serve the champion over HTTP: POST /predict, GET /health")
+    s = sub.add_parser(
+        "serve",
+        help="serve the champion over HTTP: POST /predict, GET /health",
+        description="Serves the champion alias (following it when it moves) or a pinned --model-version. Binding "
+        "anything but loopback needs an API key in TUNEOPS_API_KEY; clients send `Authorization: Bearer <key>`.",
+    )
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     s.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
     s.add_argument("--model-version", type=int, help="a registered version instead of the champion alias")
-    s.add_argument("--max-texts", type=int, default=256, help="most texts in one request (default: %(default)s)")
-    s.add_argument("--max-chars", type=int, default=2000, help="longest text accepted (default: %(default)s)")
+    s.add_argument(
+        "--max-texts", type=positive_int, default=256, help="most texts in one request (default: %(default)s)"
+    )
+    s.add_argument("--max-chars", type=positive_int, default=2000, help="longest text accepted (default: %(default)s)")
+    s.add_argument(
+        "--max-body-bytes", type=positive_int, default=1 << 20, help="largest request body (default: %(default)s)"
+    )
+    s.add_argument(
+        "--refresh-seconds",
+        type=seconds,
+        default=30.0,
+        help="how often to check where the alias points; 0 checks on every request (default: %(default)s)",
+    )
     sub.add_parser("run", help="run the retrain flow once (Prefect over the DVC stages)")
     c = sub.add_parser("schedule", help="serve a scheduled deployment of the retrain flow (blocks; Ctrl-C stops)")
     c.add_argument("--cron", help="cron schedule, e.g. '0 3 * * *' (default: flow.schedule in params.yaml)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -27,11 +28,18 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask
+
+
 def write_text(path: Path, text: str) -> None:
     """Write atomically: a reader sees the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600: reports must be readable as any new file is
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)
@@ -78,6 +86,32 @@ def staged_dir(final_dir: Path) -> Iterator[Path]:
     if final_dir.exists():
         shutil.rmtree(final_dir)
     os.replace(staging, final_dir)
+
+
+def disk_full(exc: BaseException, folder: Path) -> bool:
+    """Did this write fail because the disk is full? torch.save says only "unexpected pos" (no errno), so
+    that one counts when the folder's file system is (nearly) out of space."""
+    low = shutil.disk_usage(folder).free < 64 * 2**20 if folder.exists() else False
+    while exc is not None:
+        if getattr(exc, "errno", None) == errno.ENOSPC or "No space left on device" in str(exc):
+            return True
+        if "unexpected pos" in str(exc) and low:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+@contextlib.contextmanager
+def said_when_disk_full(folder: Path, then: str) -> Iterator[None]:
+    """Turn a full disk while writing under `folder` into one line that says so, and what happens next."""
+    try:
+        yield
+    except (OSError, RuntimeError) as exc:
+        if disk_full(exc, folder):
+            raise UserError(
+                f"no space left on device while writing {folder}: free some space and run again; {then}"
+            ) from None
+        raise
 
 
 def remove(*paths: Path) -> None:

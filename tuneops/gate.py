@@ -6,16 +6,22 @@ A quality floor, an overfitting limit, and champion/challenger. The champion is 
 
 from __future__ import annotations
 
+import math
+
 from tuneops.params import EvaluateParams
-from tuneops.records import Champion, GateCheck, GateVerdict, Metrics
+from tuneops.records import Champion, GateCheck, GateVerdict, Metrics, SplitScores
 
 
 def check(name: str, observed: float | None, threshold: float | None, passed: bool, detail: str = "") -> GateCheck:
+    # A comparison with NaN is False either way round: fail a non-finite value by name, never by accident.
+    if observed is not None and not math.isfinite(observed):
+        passed, detail = False, f"{observed} is not a number the gate can compare; {detail}".rstrip("; ")
     return GateCheck(check=name, observed=observed, threshold=threshold, passed=bool(passed), detail=detail)
 
 
-def beats_champion(ours: float, champion: Champion | None, params: EvaluateParams) -> GateCheck:
+def beats_champion(test: SplitScores, champion: Champion | None, params: EvaluateParams) -> GateCheck:
     metric = params.primary_metric
+    ours = getattr(test, metric)
     rule = f"test {metric} vs champion + min_improvement {params.min_improvement}"
     if champion is None:
         return check("beats_champion", ours, None, True, f"{rule}: no champion yet, the first model passes")
@@ -39,6 +45,6 @@ def gate(metrics: Metrics, params: EvaluateParams, champion: Champion | None) ->
             "train accuracy - test accuracy",
         ),
         check("max_loss_gap", gap.loss, params.max_loss_gap, gap.loss <= params.max_loss_gap, "test loss - train loss"),
-        beats_champion(getattr(test, params.primary_metric), champion, params),
+        beats_champion(test, champion, params),
     ]
     return GateVerdict(verdict="passed" if all(c.passed for c in checks) else "failed", checks=checks)

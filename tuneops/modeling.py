@@ -8,6 +8,7 @@ these functions, so the three can never disagree.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -66,7 +67,7 @@ def _from_pretrained(loader: Any, name: str, **kwargs: Any) -> Any:
 def load_tokenizer(name: str, revision: str | None = None) -> Any:
     from transformers import AutoTokenizer
 
-    tokenizer = _from_pretrained(AutoTokenizer, name, revision=revision)
+    tokenizer = _from_pretrained(AutoTokenizer, name, revision=revision, trust_remote_code=False)
     if tokenizer.pad_token is None:  # GPT-2
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
@@ -119,12 +120,37 @@ def load_classifier(name: str, labels: list[str], tokenizer: Any, revision: str 
     return configure_padding(model, tokenizer)
 
 
-def load_trained(model_dir: str) -> tuple[Any, Any]:
-    """A model saved by the train stage (or downloaded from the registry): weights, labels and tokenizer."""
+def refuse_code(*dirs: Path) -> None:
+    """Refuse a model folder that brings its own Python: an `auto_map` in its configs, or a .py file.
+
+    transformers runs such code when asked to trust it, and MLflow's loader asks whenever the model was logged
+    that way: anyone who can write to a shared registry could run code on every machine that serves from it.
+    """
+    for folder in dirs:
+        if scripts := sorted(p.name for p in folder.glob("*.py")):
+            raise UserError(f"{folder}: carries Python code ({', '.join(scripts)}); tuneops loads no code with a model")
+        for config in folder.glob("*.json"):
+            try:
+                mapped = "auto_map" in json.loads(config.read_text(encoding="utf-8"))
+            except (ValueError, TypeError):
+                continue  # not a JSON object: not a config that can map to code
+            if mapped:
+                raise UserError(
+                    f"{config}: has an auto_map (classes from its own code); tuneops loads no code with a model"
+                )
+
+
+def load_trained(model_dir: str | Path, tokenizer_dir: str | Path | None = None) -> tuple[Any, Any]:
+    """A model saved by the train stage or downloaded from the registry: weights, labels and tokenizer.
+
+    Only transformers' own classes load (trust_remote_code=False, and refuse_code before that).
+    """
     from transformers import AutoModelForSequenceClassification
 
-    tokenizer = load_tokenizer(model_dir)
-    return for_inference(_from_pretrained(AutoModelForSequenceClassification, model_dir), tokenizer), tokenizer
+    refuse_code(Path(model_dir), Path(tokenizer_dir or model_dir))
+    tokenizer = load_tokenizer(str(tokenizer_dir or model_dir))
+    model = _from_pretrained(AutoModelForSequenceClassification, str(model_dir), trust_remote_code=False)
+    return for_inference(model, tokenizer), tokenizer
 
 
 def for_inference(model: Any, tokenizer: Any) -> Any:

@@ -13,22 +13,45 @@ from typing import Any
 
 import yaml
 
-from tuneops.errors import UserError
-from tuneops.files import sha256_file
-from tuneops.modeling import for_inference, load_trained
+from tuneops.errors import TransientError, UserError
+from tuneops.files import read_json, sha256_file
+from tuneops.modeling import load_trained
 from tuneops.params import RegisterParams, tracking_uri
-from tuneops.records import Champion, Metrics
+from tuneops.records import Champion, Metrics, Registration
 
 
-def champion(register: RegisterParams) -> Champion | None:
-    """The version the alias points at and its run's metrics, or None before the first registration."""
+def no_such_model_or_alias(error_code: str, message: str) -> bool:
+    """Did the registry answer that the model or its alias does not exist (as opposed to failing to answer)?"""
+    alias_missing = error_code == "INVALID_PARAMETER_VALUE" and "alias" in message and "not found" in message
+    return error_code == "RESOURCE_DOES_NOT_EXIST" or alias_missing
+
+
+def champion(register: RegisterParams, registered_before: Registration | None = None) -> Champion | None:
+    """The version the alias points at and its run's metrics, or None before the first registration.
+
+    Only a registry that answers "no such model or alias" means there is no champion. A registry that does
+    not answer stops the caller as transient (exit 75): guessing "no champion" would promote any model.
+    `registered_before` is this workspace's models/registered.json: a registry that has never heard of the
+    version it records was lost or replaced (a deleted mlflow.db, another server), which waives nothing either.
+    """
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    client = MlflowClient(tracking_uri(register))
+    uri = tracking_uri(register)
+    client = MlflowClient(uri)
     try:
         version = client.get_model_version_by_alias(register.model_name, register.alias)
-    except MlflowException:
+    except MlflowException as exc:
+        if not no_such_model_or_alias(exc.error_code, exc.message):
+            first = " ".join(exc.message.split())[:200]
+            raise TransientError(f"registry {uri}: no answer about the {register.alias} ({first})") from None
+        if registered_before is not None:
+            raise UserError(
+                f"registry {uri} has no {register.model_name} {register.alias}, but models/registered.json records "
+                f"version {registered_before.version} registered from here: the registry was lost or replaced. "
+                "Point register.tracking_uri (or MLFLOW_TRACKING_URI) at it, or delete models/registered.json to "
+                "start afresh"
+            ) from None
         return None
     metrics = client.get_run(version.run_id).data.metrics
     return Champion(
@@ -40,23 +63,36 @@ def champion(register: RegisterParams) -> Champion | None:
     )
 
 
+def registered_before(path: Path) -> Registration | None:
+    """This workspace's last registration (models/registered.json), if it made one."""
+    return read_json(path, Registration) if path.is_file() else None
+
+
 def model_uri(register: RegisterParams, version: int | None = None) -> str:
     name = register.model_name
     return f"models:/{name}/{version}" if version is not None else f"models:/{name}@{register.alias}"
 
 
 def load_registered(register: RegisterParams, version: int | None = None) -> tuple[Any, Any]:
-    """Model and tokenizer of a registered version (the champion by default), ready to predict."""
+    """Model and tokenizer of a registered version (the champion by default), ready to predict.
+
+    The artifact's files are fetched and loaded by tuneops (load_trained: transformers' own classes, no code
+    from the artifact), not by mlflow.transformers.load_model, which trusts remote code when the model was
+    logged with it: what the registry holds decides nothing about what runs here.
+    """
     import mlflow
     from mlflow.exceptions import MlflowException
 
     mlflow.set_tracking_uri(tracking_uri(register))
     uri = model_uri(register, version)
     try:
-        parts = mlflow.transformers.load_model(uri, return_type="components")
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
     except MlflowException as exc:
         raise UserError(f"{uri}: {exc.message.splitlines()[0]} (run `dvc repro` to register a model)") from None
-    return for_inference(parts["model"], parts["tokenizer"]), parts["tokenizer"]
+    flavor = (yaml.safe_load((local / "MLmodel").read_text()) or {}).get("flavors", {}).get("transformers", {})
+    model_dir = local / flavor.get("model_binary", "model")
+    tokenizer_dir = local / "components" / "tokenizer"
+    return load_trained(model_dir, tokenizer_dir if tokenizer_dir.is_dir() else model_dir)
 
 
 def pip_requirements() -> list[str]:

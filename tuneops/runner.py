@@ -20,6 +20,9 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # the temporary server would phone home
+# MLflow retries a dead tracking server 7 times with doubling waits (minutes); the stage says so in seconds.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 # user:password@ in a URL (MLFLOW_TRACKING_URI, a DVC remote) must never reach a log or an error line
 CREDENTIALS = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^/\s:@]+):[^@\s/]+@")
 

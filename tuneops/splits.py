@@ -62,15 +62,28 @@ def to_canonical(df: pd.DataFrame, origin: str, data: DataParams) -> pd.DataFram
     )
 
 
+def text_key(text: pd.Series) -> pd.Series:
+    """Texts that count as the same for leakage: case and runs of whitespace ignored (retweets, copies)."""
+    return text.fillna("").str.lower().str.split().str.join(" ")
+
+
 def carve(df: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Hold out a stratified `fraction` of `df` (unstratified when a class has a single row)."""
+    """Hold out a stratified `fraction` of `df`, keeping every copy of a text on one side.
+
+    A random carve of rows puts a retweet in train and its copy in test: the split itself would leak, and
+    validate's leakage check would stop the pipeline on data that had no split to leak. So texts are carved
+    as groups (one row per distinct text, stratified by its first label), then every row follows its group.
+    """
     from sklearn.model_selection import train_test_split
 
-    stratify = df["label"] if df["label"].value_counts().min() >= 2 else None
+    keys = text_key(df["text"])
+    groups = pd.DataFrame({"key": keys, "label": df["label"]}).drop_duplicates("key")
+    stratify = groups["label"] if groups["label"].value_counts().min() >= 2 else None
     if stratify is None:
-        log.warning("a class has fewer than 2 rows: carving a split without stratification")
-    rest, held = train_test_split(df, test_size=fraction, random_state=seed, stratify=stratify)
-    return rest.reset_index(drop=True), held.reset_index(drop=True)
+        log.warning("a class has fewer than 2 distinct texts: carving a split without stratification")
+    _, held = train_test_split(groups["key"], test_size=fraction, random_state=seed, stratify=stratify)
+    is_held = keys.isin(set(held))
+    return df[~is_held].reset_index(drop=True), df[is_held].reset_index(drop=True)
 
 
 def make_splits(frames: dict[str, pd.DataFrame], data: DataParams) -> dict[str, pd.DataFrame]:

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import shutil
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import numpy as np
 from pydantic import BaseModel
 from transformers import TrainerCallback
 
-from tuneops.files import staged_dir, write_json
+from tuneops.files import remove, staged_dir, write_json
 from tuneops.metrics import trainer_metrics
 from tuneops.modeling import configure_padding, fuse_gelu, load_classifier, native_bf16, set_threads
 from tuneops.params import ModelParams, RegisterParams, TrainParams, tracking_uri
@@ -57,18 +58,76 @@ def resume_decision(saved: CheckpointMarker | None, fingerprint_: str, checkpoin
     return False, f"starting fresh: {why} since {checkpoints[-1]} was saved"
 
 
-def prepare_checkpoints(checkpoint_dir: Path, fingerprint_: str) -> bool:
-    """True if training should resume from checkpoint_dir; otherwise it is emptied for a fresh start."""
+def _whole_safetensors(path: Path) -> bool:
+    """The header parses and the file is as long as the header says (a cut-short write is not)."""
+    with path.open("rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            return False
+        size = int.from_bytes(head, "little")
+        try:
+            header = json.loads(f.read(size))
+        except ValueError:
+            return False
+    ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"]
+    return path.stat().st_size == 8 + size + max(ends, default=0)
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why training cannot resume from this checkpoint (a file missing or cut short), or None when it is whole.
+
+    The Trainer writes a checkpoint file by file; a kill or a full disk in between leaves a folder without its
+    trainer_state.json or scheduler.pt, or with a truncated optimizer.pt, that every later resume would fail on.
+    """
+    for name in ("trainer_state.json", "optimizer.pt", "scheduler.pt"):
+        if not (path / name).is_file():
+            return f"no {name}"
+    for name in ("optimizer.pt", "scheduler.pt", "rng_state.pth"):  # torch.save writes zip archives
+        if (path / name).is_file() and not zipfile.is_zipfile(path / name):
+            return f"{name} is cut short"
+    weights = [w for w in ("model.safetensors", "adapter_model.safetensors") if (path / w).is_file()]
+    if not weights:
+        return "no model weights"
+    if not _whole_safetensors(path / weights[0]):
+        return f"{weights[0]} is cut short"
+    try:
+        step = json.loads((path / "trainer_state.json").read_text())["global_step"]
+    except (ValueError, KeyError):
+        return "trainer_state.json is unreadable"
+    return None if f"checkpoint-{step}" == path.name else f"trainer_state.json is for step {step}"
+
+
+def set_aside(checkpoint_dir: Path, checkpoints: list[Path]) -> list[Path]:
+    """Move incomplete checkpoints to checkpoint_dir/incomplete (kept for a look, out of the Trainer's way);
+    return the complete ones."""
+    complete = []
+    for path in checkpoints:
+        if (problem := checkpoint_problem(path)) is None:
+            complete.append(path)
+            continue
+        target = checkpoint_dir / "incomplete" / path.name
+        shutil.rmtree(target, ignore_errors=True)
+        target.parent.mkdir(exist_ok=True)
+        path.rename(target)
+        log.warning("set aside %s (incomplete: %s) as %s", path, problem, target)
+    return complete
+
+
+def prepare_checkpoints(checkpoint_dir: Path, fingerprint_: str) -> Path | None:
+    """The checkpoint to resume from, or None: then checkpoint_dir is emptied for a fresh start."""
     marker = checkpoint_dir / FINGERPRINT
     saved = CheckpointMarker.model_validate_json(marker.read_text()) if marker.is_file() else None
     found = sorted(checkpoint_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    resume, why = resume_decision(saved, fingerprint_, [p.as_posix() for p in found])
+    complete = set_aside(checkpoint_dir, found)
+    resume, why = resume_decision(saved, fingerprint_, [p.as_posix() for p in complete])
     log.info("%s", why)
-    if not resume:
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
-        checkpoint_dir.mkdir(parents=True)
-        write_json(marker, CheckpointMarker(fingerprint=fingerprint_))
-    return resume
+    if resume:
+        return complete[-1]
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    for child in checkpoint_dir.iterdir():  # its contents, not the folder: it may be a mount point
+        remove(child)
+    write_json(marker, CheckpointMarker(fingerprint=fingerprint_))
+    return None
 
 
 def build_model(model: ModelParams, train: TrainParams, labels: list[str], tokenizer: Any) -> Any:

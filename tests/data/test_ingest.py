@@ -152,3 +152,16 @@ def test_a_max_length_beyond_the_models_positions_stops_tokenize_naming_both(sam
     with pytest.raises(UserError, match=r"tokenize\.max_length 4096 > the 256 positions of model"):
         tokenize(params, tmp_path / "interim", verdict, tmp_path / "processed", tmp_path / "t.json")
     assert not (tmp_path / "processed").exists()
+
+
+def test_carved_splits_keep_every_copy_of_a_text_on_one_side(tmp_path):
+    """Retweets repeat texts: the pipeline's own carve must not put a copy in train and another in test."""
+    from tuneops.splits import text_key
+
+    rows = [(f"tweet {i} about {LABELS[i % 3]} things", LABELS[i % 3]) for i in range(90)]
+    copies = [(text.upper() + "  ", label) for text, label in rows[:30]] + [(t, lab) for t, lab in rows[:30]]
+    manifest = ingest(data_params(write_csv(tmp_path / "d.csv", rows + copies)), tmp_path / "out")
+    keys = {s: set(text_key(pd.read_parquet(tmp_path / "out" / f"{s}.parquet")["text"])) for s in manifest.splits}
+    assert not keys["train"] & keys["test"] and not keys["train"] & keys["validation"]
+    assert not keys["validation"] & keys["test"]
+    assert sum(m.rows for m in manifest.splits.values()) == 150  # nothing dropped, copies kept together

@@ -24,7 +24,7 @@ def test_the_demo_ends_with_a_champion_and_a_prediction_and_leaves_the_checkout_
     assert [p["text"] for p in predictions] == EXAMPLES
     assert all(p["label"] in ("negative", "neutral", "positive") for p in predictions)
     registry = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
-    assert registry.get_model_version_by_alias(MODEL, "champion").version == "1"
+    assert str(registry.get_model_version_by_alias(MODEL, "champion").version) == "1"
     gate = json.loads((workspace / "reports" / "gate.json").read_text())
     assert gate["verdict"] == "passed"  # the params.yaml gates, not relaxed ones
     assert (workspace / "reports" / "data_quality" / "index.html").is_file()

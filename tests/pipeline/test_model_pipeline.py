@@ -94,9 +94,12 @@ def test_serve_answers_predict_and_health_and_rejects_oversize(registered):
                 assert server.poll() is None, server.stdout.read()
                 assert time.monotonic() < deadline, "server did not start within 60 s"
                 time.sleep(0.2)
-        assert health.status_code == 200 and health.json()["model_uri"] == f"models:/{MODEL}@champion"
+        champion = {"name": MODEL, "version": "1", "alias": "champion", "model_uri": f"models:/{MODEL}/1"}
+        assert health.status_code == 200 and health.json()["model"] == champion
+        assert str(registered.path) not in health.text  # no filesystem paths
         ok = httpx.post(f"{base}/predict", json=["so happy", "so sad"], timeout=10)
         assert ok.status_code == 200 and len(ok.json()["predictions"]) == 2
+        assert ok.json()["model"] == champion and ok.headers["X-Model-Version"] == "1"
         assert set(ok.json()["predictions"][0]["probabilities"]) == {"negative", "neutral", "positive"}
         wrapped = httpx.post(f"{base}/predict", json={"texts": ["so happy"]}, timeout=10)
         assert wrapped.json()["predictions"] == ok.json()["predictions"][:1]
@@ -105,6 +108,12 @@ def test_serve_answers_predict_and_health_and_rejects_oversize(registered):
         too_long = httpx.post(f"{base}/predict", json={"texts": ["fine", "x" * 51]}, timeout=10)
         assert too_long.status_code == 413 and "text 1 is too long" in too_long.json()["detail"]
         assert httpx.post(f"{base}/predict", json={"texts": "not a list"}, timeout=10).status_code == 422
+        # over the 1 MiB default, declared or streamed in chunks: refused without reading it all or repeating it
+        huge = json.dumps(["x" * 2_000_000]).encode()
+        declared = httpx.post(f"{base}/predict", content=huge, headers={"content-type": "application/json"})
+        chunked = httpx.post(f"{base}/predict", content=iter([huge[i : i + 65536] for i in range(0, len(huge), 65536)]))
+        for refused in (declared, chunked):
+            assert refused.status_code == 413 and len(refused.content) < 200
     finally:
         server.terminate()
         server.wait(timeout=20)

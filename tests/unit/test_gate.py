@@ -71,3 +71,10 @@ def test_scoring_defines_accuracy_macro_f1_and_loss_once():
     assert s.loss == pytest.approx(-(3 * np.log(0.8) + np.log(0.1)) / 4) == mean_log_loss(logits, labels)
     assert s.confusion_matrix == [[1, 0, 0], [0, 1, 0], [1, 0, 1]]
     assert s.per_class["positive"].recall == 0.5 and s.per_class["positive"].support == 2
+
+
+def test_a_nan_or_infinite_metric_fails_the_gate_by_name():
+    verdict = gate(metrics(test_loss=float("nan")), PARAMS, None)
+    loss_gap = next(c for c in verdict.checks if c.check == "max_loss_gap")
+    assert verdict.verdict == "failed" and not loss_gap.passed and "is not a number" in loss_gap.detail
+    assert gate(metrics(test_acc=float("inf")), PARAMS, None).verdict == "failed"

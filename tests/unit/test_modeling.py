@@ -92,3 +92,28 @@ def test_length_sorted_batches_cover_every_index_once():
     batches = length_sorted_batches([5, 1, 9, 3, 7], batch_size=2)
     assert sorted(np.concatenate(batches).tolist()) == [0, 1, 2, 3, 4]
     assert batches[0].tolist() == [1, 3]
+
+
+EVIL = "import pathlib\npathlib.Path(__file__).with_name('RAN').write_text('code from the artifact ran')\n"
+
+
+@pytest.mark.parametrize("where", ["config.json", "tokenizer_config.json"])
+def test_a_model_folder_with_its_own_code_is_refused_and_nothing_runs(gpt2, tmp_path, where):
+    """An artifact with an auto_map and a .py beside it (a planted registry entry) never runs its code."""
+    import json
+
+    from tuneops.errors import UserError
+    from tuneops.modeling import load_trained
+
+    model, tokenizer = gpt2
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / where).read_text())
+    config["auto_map"] = {"AutoModelForSequenceClassification": "evil.EvilModel", "AutoConfig": "evil.EvilConfig"}
+    (tmp_path / where).write_text(json.dumps(config))
+    with pytest.raises(UserError, match=r"has an auto_map .* tuneops loads no code"):
+        load_trained(tmp_path)
+    (tmp_path / "evil.py").write_text(EVIL)
+    with pytest.raises(UserError, match=r"carries Python code \(evil\.py\)"):
+        load_trained(tmp_path)
+    assert not (tmp_path / "RAN").exists()

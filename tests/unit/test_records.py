@@ -43,3 +43,14 @@ def test_writes_are_atomic_and_leave_no_temp_files(tmp_path):
     write_json(tmp_path / "a.json", {"x": 2})
     assert read_json(tmp_path / "a.json") == {"x": 2}
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_written_files_are_readable_like_any_new_file(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        write_json(tmp_path / "a.json", {"x": 1})
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644

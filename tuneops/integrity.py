@@ -1,0 +1,65 @@
+"""Outputs checked against the hashes DVC recorded in dvc.lock, before anything trusts them.
+
+`dvc status` compares timestamps it remembers, not contents: a corrupted cache object that `dvc checkout`
+copied into the workspace reads "up to date", and a model evaluated from it scored NaN. So evaluate and
+register hash what they are about to use, the way DVC does, and compare with dvc.lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tuneops.errors import UserError
+
+
+def file_md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def dir_listing(folder: Path) -> list[dict[str, str]]:
+    """DVC's listing of a folder: every file's md5 by relative path, sorted by path."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    return [{"md5": file_md5(p), "relpath": p.relative_to(folder).as_posix()} for p in files]
+
+
+def dvc_md5(path: Path) -> str:
+    """The md5 dvc.lock records for `path`: the file's, or for a folder the md5 of its listing plus `.dir`."""
+    if path.is_dir():
+        return hashlib.md5(json.dumps(dir_listing(path), sort_keys=True).encode()).hexdigest() + ".dir"
+    return file_md5(path)
+
+
+def recorded(lock: dict[str, Any], path: Path) -> tuple[str, str] | None:
+    """The stage whose outs hold `path` in a parsed dvc.lock, and the md5 it recorded; or None."""
+    for stage, entry in (lock.get("stages") or {}).items():
+        for out in entry.get("outs", []):
+            if out.get("path") == path.as_posix() and out.get("md5"):
+                return stage, out["md5"]
+    return None
+
+
+def verify_outputs(lock_path: Path, *paths: Path) -> None:
+    """Raise UserError naming the first path whose content is not what dvc.lock recorded."""
+    if not lock_path.is_file():
+        return  # run outside DVC before any `dvc repro`: nothing recorded to check against
+    lock = yaml.safe_load(lock_path.read_text()) or {}
+    for path in paths:
+        found = recorded(lock, path)
+        if found is None or not path.exists():
+            continue
+        stage, expected = found
+        if (actual := dvc_md5(path)) != expected:
+            raise UserError(
+                f"{path}: its content (md5 {actual}) is not what {lock_path} recorded ({expected}): a corrupted DVC "
+                f"cache, or files changed by hand. Rebuild it with `dvc repro --force --single-item {stage}` (or, if "
+                f"you built it yourself on purpose, `dvc commit {stage}`); nothing was used from it"
+            )
