@@ -7,7 +7,6 @@ data quality before training, one run per workspace at a time, and a DVC push af
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import sys
 import time
@@ -18,10 +17,13 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 from prefect.input import RunInput
+from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 
+import tuneops.runner  # noqa: F401  (its environment defaults: the temporary Prefect server it starts sends no telemetry)
 from flows import reports
 from flows.stages import StageFailed, StageResult, TransientStageFailure, dvc_stages, repro
+from flows.workspace import LEASE_S, claim_workspace, workspace_lock_name
 from tuneops.errors import UserError
 from tuneops.files import read_json, write_json
 from tuneops.params import FlowParams, load_params
@@ -61,10 +63,6 @@ def _only_transient(task_: Any, task_run: Any, state: Any) -> bool:
 @task(name="dvc-stage", cache_policy=NO_CACHE, persist_result=False)  # DVC caches; Prefect must not
 def stage_task(stage: str) -> StageResult:
     return repro(stage, get_run_logger())
-
-
-def workspace_lock_name() -> str:
-    return "tuneops-workspace-" + hashlib.sha1(str(Path.cwd().resolve()).encode()).hexdigest()[:12]
 
 
 def ensure_workspace_limit(name: str) -> None:
@@ -108,10 +106,10 @@ def review(params: FlowParams, records: list[QualityRecord], manifest_sha: str) 
 
 def push(log: logging.Logger) -> str | None:
     """`dvc push` of every DVC-tracked output; return the reason it failed, or None."""
-    from flows.stages import stream
+    from flows.stages import failure_reason, stream
 
     code, lines = stream(["dvc", "push"], "push", log)
-    return None if code == 0 else (lines[-1] if lines else "dvc push failed")
+    return None if code == 0 else failure_reason("push", lines)
 
 
 def run_stage(stage: str, params: FlowParams) -> dict:
@@ -180,13 +178,17 @@ def retrain(params_path: str = str(PARAMS_PATH)) -> Any:
         return Failed(message=str(exc))
     lock = workspace_lock_name()
     ensure_workspace_limit(lock)
-    log.info("waiting for workspace lock %s (another retrain run may hold it)", lock)
+    log.info("waiting for workspace %s (another retrain run may hold it)", Path.cwd())
     try:
-        with concurrency(lock, occupy=1, timeout_seconds=params.workspace_lock_timeout, strict=True):
-            return run_pipeline(params)
-    except TimeoutError:
+        with claim_workspace(params.workspace_lock_timeout, flow_run.get_id(), flow_run.get_name()) as dead:
+            if dead:
+                log.warning("marked crashed: %s (still 'Running' though no process held the workspace)", dead)
+            limit = {"timeout_seconds": params.workspace_lock_timeout, "lease_duration": LEASE_S, "strict": True}
+            with concurrency(lock, occupy=1, **limit):
+                return run_pipeline(params)
+    except TimeoutError as exc:
         held = f"{params.workspace_lock_timeout:.0f} s (flow.workspace_lock_timeout)"
-        return Failed(message=f"another retrain run held workspace {Path.cwd()} for over {held}; nothing ran")
+        return Failed(message=f"another retrain run held workspace {Path.cwd()} for over {held} ({exc}); nothing ran")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from typing import Literal
 import yaml
 
 from tuneops.errors import EXIT_TRANSIENT
-from tuneops.paths import DVC_YAML_PATH
+from tuneops.paths import DVC_PROCESS_LOCK_PATH, DVC_YAML_PATH
 
 PROGRESS = re.compile(r"\d+%\|")  # a tqdm bar: log it now and then, not at every redraw
 PROGRESS_EVERY_S = 5.0
@@ -44,15 +44,35 @@ def dvc_stages(dvc_yaml: Path = DVC_YAML_PATH) -> list[str]:
     return list((yaml.safe_load(dvc_yaml.read_text()) or {}).get("stages", {}))
 
 
-def failure_reason(stage: str, lines: list[str]) -> str:
+def failure_reason(stage: str, lines: list[str], cwd: Path = Path(".")) -> str:
     """The stage's own `error: ...` line when it printed one, else DVC's."""
     ours = [line.removeprefix("error: ") for line in lines if line.startswith("error: ")]
     if ours:
         return ours[-1]
-    dvc = [line.removeprefix("ERROR: ") for line in lines if line.startswith("ERROR: ")]
-    if any("Unable to acquire lock" in line for line in dvc):
-        return "the workspace is locked by another DVC process (another `dvc repro` or retrain run); try again later"
-    return dvc[-1] if dvc else (lines[-1] if lines else f"stage {stage} failed")
+    dvc = [i for i, line in enumerate(lines) if line.startswith("ERROR: ")]
+    if not dvc:
+        return lines[-1] if lines else f"{stage} failed"
+    if "Unable to acquire lock" in lines[dvc[-1]]:
+        return dvc_lock_holder(cwd / DVC_PROCESS_LOCK_PATH)
+    return dvc_error(lines[dvc[-1] :])
+
+
+def dvc_error(lines: list[str]) -> str:
+    """DVC's ERROR line with the lines it continues on: "... is being blocked by:" is followed by the
+    "(PID 123): dvc repro ..." lines and DVC's advice, which are the part that says what to do."""
+    message = [lines[0].removeprefix("ERROR: ")]
+    for line in lines[1:]:
+        if not (line.startswith((" ", "\t")) or line.startswith("If there are no processes")):
+            break
+        message.append(line.strip())
+    return " ".join(message)
+
+
+def dvc_lock_holder(lock_file: Path) -> str:
+    """Who holds DVC's lock: DVC only says "another DVC process", but its lock file holds that process's PID."""
+    pid = lock_file.read_text().strip() if lock_file.is_file() else ""
+    who = f"DVC process {pid} (`ps -p {pid}` shows it)" if pid.isdigit() else "another DVC process"
+    return f"the workspace is locked by {who}: another `dvc` command or retrain run; try again when it ends"
 
 
 def stream(args: list[str], label: str, log: logging.Logger, cwd: Path = Path(".")) -> tuple[int, list[str]]:
@@ -82,6 +102,6 @@ def repro(stage: str, log: logging.Logger, cwd: Path = Path(".")) -> StageResult
     seconds = round(time.perf_counter() - start, 2)
     if code != 0:
         transient = f"exited with {EXIT_TRANSIENT}" in "\n".join(lines)
-        raise (TransientStageFailure if transient else StageFailed)(f"{stage}: {failure_reason(stage, lines)}")
+        raise (TransientStageFailure if transient else StageFailed)(f"{stage}: {failure_reason(stage, lines, cwd)}")
     skipped = any(f"Stage '{stage}' didn't change, skipping" in line for line in lines)
     return StageResult(stage, "skipped" if skipped else "ran", seconds)

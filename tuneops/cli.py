@@ -100,6 +100,10 @@ def cmd_schedule(args: argparse.Namespace) -> None:
 @command
 def cmd_status(args: argparse.Namespace) -> None:
     from flows.ops import champion_line, recent_runs
+    from flows.workspace import crash_dead_runs, workspace_free, workspace_tag
+
+    if workspace_free():  # no live run holds this workspace: any of its runs still "Running" died with its process
+        crash_dead_runs(workspace_tag(), None, "its process died (found by tuneops status)")
 
     for line in recent_runs(args.limit):
         print(line)

@@ -11,6 +11,8 @@ from pathlib import Path
 PARAMS_PATH = Path("params.yaml")
 DVC_YAML_PATH = Path("dvc.yaml")
 DVC_LOCK_PATH = Path("dvc.lock")
+DVC_PROCESS_LOCK_PATH = Path(".dvc/tmp/lock")  # DVC's own: holds the PID of the DVC process that has it
+WORKSPACE_LOCK_PATH = Path(".dvc/tmp/tuneops-retrain.lock")  # a retrain run's, for its whole run (git-ignored)
 
 RAW_DIR = Path("data/raw")  # the user's own files (`dvc add`), never modified
 INTERIM_DIR = Path("data/interim")  # canonical splits: {split}.parquet + manifest.json

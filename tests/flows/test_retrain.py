@@ -172,6 +172,7 @@ def test_failed_push_fails_the_run_but_keeps_the_registration(in_workspace):
     in_workspace.set_params(lambda p: p["train"]["args"].update(learning_rate=6.0e-5))
     state = run_flow()
     assert state.is_failed() and "but dvc push failed" in state.message and "the registration stands" in state.message
+    assert "Having any troubles" not in state.message  # DVC's error, not its footer
     assert in_workspace.champion_version() != before  # the new version was registered and promoted all the same
 
 
@@ -224,3 +225,54 @@ def test_ingest_does_not_retry_a_data_mistake(api, project, monkeypatch, tmp_pat
     assert state.is_failed()
     assert state.message == f'ingest: {bad}: line 2: unbalanced quote (a field opens " and never closes)'
     assert ingest_attempts(state) == 1
+
+
+def test_a_killed_run_is_marked_crashed_and_does_not_hold_the_workspace(in_workspace, api):
+    """kill -9 mid-training: the next run neither waits out a lease of minutes nor leaves the dead one 'Running'."""
+    import contextlib
+    import ctypes
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+    from prefect import get_client
+
+    in_workspace.dvc("remote", "modify", "local", "url", str(in_workspace.path.parent / "remote"))  # a working one
+    in_workspace.set_params(lambda p: p["train"]["args"].update(num_train_epochs=30, learning_rate=7.0e-4))
+    checkpoints = in_workspace.path / "models" / "checkpoints"
+    shutil.rmtree(checkpoints, ignore_errors=True)  # so the first checkpoint seen is this run's: it is training
+    # PR_SET_CHILD_SUBREAPER: the killed run's processes become ours to reap, as an init would; unreaped, a
+    # zombie `dvc` would still "exist" and hold DVC's path locks
+    ctypes.CDLL(None).prctl(36, 1)
+    env = {**os.environ, "PREFECT_API_URL": api}
+    killed = subprocess.Popen(
+        [sys.executable, "-c", "from flows.retrain import retrain; retrain()"],
+        cwd=in_workspace.path,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 180
+    while not list(checkpoints.glob("checkpoint-*/trainer_state.json")):  # well inside the run: training
+        assert killed.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    tree = [killed.pid, *(p.pid for p in psutil.Process(killed.pid).children(recursive=True))]
+    os.killpg(killed.pid, signal.SIGKILL)
+    for pid in tree:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+
+    in_workspace.set_params(lambda p: p["train"]["args"].update(num_train_epochs=2, learning_rate=8.0e-4))
+    start = time.monotonic()
+    state = run_flow()
+    assert state.is_completed(), state.message
+    assert time.monotonic() - start < 200  # not the 300 s lease of Prefect's default, plus the run itself
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs()
+    dead = [r for r in runs if r.state and r.state.is_crashed()]
+    assert dead, [(r.name, r.state_name, r.tags) for r in runs]
+    assert "its process died" in dead[0].state.message
