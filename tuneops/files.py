@@ -20,12 +20,14 @@ from tuneops.errors import UserError
 Record = TypeVar("Record")
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
+def file_hash(path: Path, algorithm: str = "sha256") -> str:
+    """A file's hex digest, read in blocks (models are gigabytes)."""
     with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, algorithm).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    return file_hash(path, "sha256")
 
 
 def _umask() -> int:

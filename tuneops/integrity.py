@@ -15,14 +15,11 @@ from typing import Any
 import yaml
 
 from tuneops.errors import UserError
+from tuneops.files import file_hash
 
 
 def file_md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_hash(path, "md5")  # DVC 3's hash of a file: plain md5 of its bytes
 
 
 def dir_listing(folder: Path) -> list[dict[str, str]]:
