@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from tuneops.errors import UserError
 
@@ -66,10 +66,6 @@ def read_json(path: Path, kind: type[Record] | Any = Any) -> Record:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(top level)"
         raise UserError(f"{path}: {where}: {first['msg']} (written by another version? rerun its stage)") from None
-
-
-def dump(record: BaseModel) -> dict[str, Any]:
-    return record.model_dump(mode="json")
 
 
 @contextlib.contextmanager

@@ -35,20 +35,31 @@ def dvc_md5(path: Path) -> str:
     return file_md5(path)
 
 
+def read_lock(lock_path: Path) -> dict[str, Any]:
+    """dvc.lock parsed, or {} before any `dvc repro` wrote it."""
+    return (yaml.safe_load(lock_path.read_text()) or {}) if lock_path.is_file() else {}
+
+
+def outs_by_stage(lock: dict[str, Any]) -> dict[str, dict[str, str | None]]:
+    """stage -> {output path: the md5 dvc.lock recorded for it}."""
+    return {
+        stage: {out["path"]: out.get("md5") for out in entry.get("outs", [])}
+        for stage, entry in (lock.get("stages") or {}).items()
+    }
+
+
 def recorded(lock: dict[str, Any], path: Path) -> tuple[str, str] | None:
     """The stage whose outs hold `path` in a parsed dvc.lock, and the md5 it recorded; or None."""
-    for stage, entry in (lock.get("stages") or {}).items():
-        for out in entry.get("outs", []):
-            if out.get("path") == path.as_posix() and out.get("md5"):
-                return stage, out["md5"]
+    for stage, outs in outs_by_stage(lock).items():
+        if md5 := outs.get(path.as_posix()):
+            return stage, md5
     return None
 
 
 def verify_outputs(lock_path: Path, *paths: Path) -> None:
-    """Raise UserError naming the first path whose content is not what dvc.lock recorded."""
-    if not lock_path.is_file():
-        return  # run outside DVC before any `dvc repro`: nothing recorded to check against
-    lock = yaml.safe_load(lock_path.read_text()) or {}
+    """Raise UserError naming the first path whose content is not what dvc.lock recorded (nothing is checked
+    before any `dvc repro`: a run outside DVC has nothing recorded to check against)."""
+    lock = read_lock(lock_path)
     for path in paths:
         found = recorded(lock, path)
         if found is None or not path.exists():

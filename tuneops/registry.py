@@ -15,6 +15,7 @@ import yaml
 
 from tuneops.errors import TransientError, UserError
 from tuneops.files import read_json, sha256_file
+from tuneops.integrity import outs_by_stage, read_lock
 from tuneops.modeling import load_trained
 from tuneops.params import RegisterParams, tracking_uri
 from tuneops.records import Champion, Metrics, Registration
@@ -26,6 +27,24 @@ def no_such_model_or_alias(error_code: str, message: str) -> bool:
     return error_code == "RESOURCE_DOES_NOT_EXIST" or alias_missing
 
 
+def alias_version(register: RegisterParams, client: Any) -> Any | None:
+    """The model version the alias points at, or None when the registry answers that there is none.
+
+    A registry that does not answer raises TransientError (exit 75): guessing "none" would promote any model.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(register.model_name, register.alias)
+    except MlflowException as exc:
+        if no_such_model_or_alias(exc.error_code, exc.message):
+            return None
+        first = " ".join(exc.message.split())[:200]
+        raise TransientError(
+            f"registry {tracking_uri(register)}: no answer about the {register.alias} ({first})"
+        ) from None
+
+
 def champion(register: RegisterParams, registered_before: Registration | None = None) -> Champion | None:
     """The version the alias points at and its run's metrics, or None before the first registration.
 
@@ -35,23 +54,18 @@ def champion(register: RegisterParams, registered_before: Registration | None = 
     version it records was lost or replaced (a deleted mlflow.db, another server), which waives nothing either.
     """
     from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
 
     uri = tracking_uri(register)
     client = MlflowClient(uri)
-    try:
-        version = client.get_model_version_by_alias(register.model_name, register.alias)
-    except MlflowException as exc:
-        if not no_such_model_or_alias(exc.error_code, exc.message):
-            first = " ".join(exc.message.split())[:200]
-            raise TransientError(f"registry {uri}: no answer about the {register.alias} ({first})") from None
+    version = alias_version(register, client)
+    if version is None:
         if registered_before is not None:
             raise UserError(
                 f"registry {uri} has no {register.model_name} {register.alias}, but models/registered.json records "
                 f"version {registered_before.version} registered from here: the registry was lost or replaced. "
                 "Point register.tracking_uri (or MLFLOW_TRACKING_URI) at it, or delete models/registered.json to "
                 "start afresh"
-            ) from None
+            )
         return None
     metrics = client.get_run(version.run_id).data.metrics
     return Champion(
@@ -124,8 +138,7 @@ def lineage_tags(commit: str, dirty: bool, manifest_sha: str | None, lock: dict[
     tags = {"git_commit": commit, "git_dirty": str(dirty)}
     if manifest_sha is not None:
         tags["data_manifest_sha256"] = manifest_sha
-    for stage, entry in (lock.get("stages") or {}).items():
-        outs = {o["path"]: o.get("md5") for o in entry.get("outs", [])}
+    for stage, outs in outs_by_stage(lock).items():
         tags[f"dvc.{stage}.outs"] = json.dumps(outs, sort_keys=True)
     return tags
 
@@ -138,8 +151,8 @@ def workspace_lineage(manifest_path: Path, lock_path: Path) -> dict[str, str]:
         return out.stdout.strip() if out.returncode == 0 else "unknown"
 
     manifest_sha = sha256_file(manifest_path) if manifest_path.is_file() else None
-    lock = (yaml.safe_load(lock_path.read_text()) or {}) if lock_path.is_file() else {}
-    return lineage_tags(git("rev-parse", "HEAD"), bool(git("status", "--porcelain", "-uno")), manifest_sha, lock)
+    commit, dirty = git("rev-parse", "HEAD"), bool(git("status", "--porcelain", "-uno"))
+    return lineage_tags(commit, dirty, manifest_sha, read_lock(lock_path))
 
 
 def log_model(model_dir: Path, name: str) -> Any:

@@ -59,11 +59,12 @@ figcaption{font-weight:600;margin-bottom:4px}
 """
 
 
+# QualityRecord.result -> the row's CSS class and its result in words: the colour is only a second cue.
+MARKS = {"ok": ("pass", "✓ PASS"), "FAIL": ("fail", "✗ FAIL"), "warn": ("warn", "⚠ WARN")}
+
+
 def mark(r: QualityRecord) -> tuple[str, str]:
-    """The row's CSS class and its result in words: the colour is only a second cue."""
-    if r.passed:
-        return "pass", "✓ PASS"
-    return ("fail", "✗ FAIL") if r.severity == "error" else ("warn", "⚠ WARN")
+    return MARKS[r.result]
 
 
 def fmt(value: Any) -> str:

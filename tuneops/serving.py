@@ -359,22 +359,18 @@ def registry_loader(register: RegisterParams, alias: str | None) -> VersionLoade
 
 
 def alias_lookup(register: RegisterParams) -> VersionLookup:
-    """The version the alias points at, in one registry call (`champion` would fetch its run's metrics too)."""
+    """The version the alias points at, in one registry call (`champion` would fetch its run's metrics too).
+    A registry that does not answer raises (TransientError): the caller keeps what it serves."""
     from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
 
     from tuneops.params import tracking_uri
-    from tuneops.registry import no_such_model_or_alias
+    from tuneops.registry import alias_version
 
     client = MlflowClient(tracking_uri(register))
 
     def lookup() -> str | None:
-        try:
-            return str(client.get_model_version_by_alias(register.model_name, register.alias).version)
-        except MlflowException as exc:
-            if no_such_model_or_alias(exc.error_code, exc.message):
-                return None
-            raise  # the registry did not answer: the caller keeps what it serves
+        version = alias_version(register, client)
+        return None if version is None else str(version.version)
 
     return lookup
 
