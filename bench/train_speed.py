@@ -10,6 +10,10 @@ same compute). Data: 1,000 real tweets, the real GPT-2 tokenizer.
 Each side runs in its own process (so peak RSS is its own), warms up, then is timed over a fixed number of
 optimizer steps. Throughput counts real (non-pad) tokens. MFU of (b) = 6 x non-embedding params x real
 tokens/s over a dense fp32 matmul FLOP/s measured here, in this run.
+On a CUDA GPU: the same two sides on the GPU (the stage's own device settings: bf16, or fp16 with loss scaling
+where the GPU has no bf16; pinned loading), with samples/s, tokens/s, peak GPU memory
+(torch.cuda.max_memory_allocated) and MFU against the GPU's dense bf16 peak (GPU_BF16_PEAK_TFLOPS, by name;
+--peak-tflops for another GPU), counting 6 x params + attention FLOPs per token (flops_per_token).
 """
 
 from __future__ import annotations
@@ -45,6 +49,34 @@ PRESETS = {
     "batch64": {"per_device_train_batch_size": 64},
     "batch16x2": {"per_device_train_batch_size": 16, "gradient_accumulation_steps": 2},
 }
+
+
+# Dense (no sparsity) bf16 tensor-core peaks from the vendors' datasheets, TFLOP/s, matched in order against
+# torch.cuda.get_device_name() ("NVIDIA H100 80GB HBM3" is the SXM part; the PCIe one is slower).
+GPU_BF16_PEAK_TFLOPS = (
+    ("H100 PCIe", 756.0),
+    ("H100", 989.0),
+    ("H200", 989.0),
+    ("A100", 312.0),
+    ("L40S", 362.0),
+    ("L4", 121.0),
+)
+
+
+def gpu_bf16_peak(device_name: str) -> float | None:
+    """The GPU's dense bf16 FLOP/s by its name, or None for one the table does not know."""
+    return next((tflops * 1e12 for key, tflops in GPU_BF16_PEAK_TFLOPS if key in device_name), None)
+
+
+def flops_per_token(non_embedding_params: int, n_layer: int, d_model: int, seq_len: float) -> float:
+    """Training FLOPs per token (PaLM's accounting): 6N for the weights' matmuls (forward 2N, backward 4N) plus
+    12 x layers x width x sequence length for attention's scores and weighted sum. Activation checkpointing's
+    recomputed forward is not counted: that is MFU (useful work), not hardware utilisation."""
+    return 6 * non_embedding_params + 12 * n_layer * d_model * seq_len
+
+
+def mfu(tokens_per_s: float, per_token: float, peak_flops: float) -> float:
+    return tokens_per_s * per_token / peak_flops
 
 
 def tweets(n: int = 1000) -> pd.DataFrame:
@@ -101,6 +133,7 @@ def gpt2_small(tokenizer: Any) -> Any:
 
 def seed_trainer(model: Any, tokenizer: Any, df: pd.DataFrame, out: Path, steps: int, **hyper: Any) -> Any:
     """The seed tutorial's recipe, as it wrote it (`hyper`: the learning-equivalence test aligns these)."""
+    import torch
     from datasets import Dataset
     from transformers import Trainer, TrainingArguments
 
@@ -113,7 +146,7 @@ def seed_trainer(model: Any, tokenizer: Any, df: pd.DataFrame, out: Path, steps:
         max_steps=steps,
         save_strategy="no",
         report_to=[],
-        use_cpu=True,
+        use_cpu=not torch.cuda.is_available(),  # the seed ran where it was: on a GPU, there
         logging_steps=1,
         include_num_input_tokens_seen="non_padding",
         disable_tqdm=True,
@@ -189,7 +222,43 @@ def run_side(side: str, overrides: dict | None = None) -> dict:
         "non_embedding_params": non_embedding,
         "bf16": bool(args.bf16),
         "last_loss": losses[-1] if losses else None,
+        "n_layer": model.config.n_layer,
+        "d_model": model.config.n_embd,
+        **gpu_numbers(args),
     }
+
+
+def gpu_numbers(args: Any) -> dict:
+    """Where it ran on a GPU: which, its peak memory, and the precision the stage chose for it."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {}
+    return {
+        "device": torch.cuda.get_device_name(),
+        "peak_gpu_gib": torch.cuda.max_memory_allocated() / 1024**3,
+        "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
+    }
+
+
+def gpu_report(a: dict, b: dict, extra: dict[str, dict], peak_tflops: float | None) -> None:
+    """The GPU table: samples/s, tokens/s, peak GPU memory and MFU against the GPU's bf16 peak."""
+    peak = peak_tflops * 1e12 if peak_tflops else gpu_bf16_peak(b["device"])
+    said = f"{peak / 1e12:.0f} TFLOP/s dense bf16" if peak else "unknown peak (pass --peak-tflops)"
+    print(f"GPU: {b['device']} ({said})")
+    print(f"{'side':<34}{'batch':>7}{'prec':>6}{'samples/s':>11}{'tokens/s':>10}{'peak GPU':>11}{'MFU':>7}")
+    rows = [("(a) seed: pad 1024, bs 1 x acc 4", a), ("(b) train stage (params.yaml)", b)]
+    rows += [(f"(b) with {name}", r) for name, r in extra.items()]
+    for name, r in rows:
+        per_token = flops_per_token(
+            r["non_embedding_params"], r["n_layer"], r["d_model"], r["tokens_per_s"] / r["samples_per_s"]
+        )
+        share = f"{mfu(r['tokens_per_s'], per_token, peak):>7.1%}" if peak else f"{'?':>7}"
+        print(
+            f"{name:<34}{r['batch']:>7}{r['precision']:>6}{r['samples_per_s']:>11.1f}{r['tokens_per_s']:>10.0f}"
+            f"{r['peak_gpu_gib']:>8.2f}GiB{share}"
+        )
+    print(f"ratio b/a (samples/s): {b['samples_per_s'] / a['samples_per_s']:.1f}x")
 
 
 def spawn(side: str, overrides: dict | None = None) -> dict:
@@ -230,6 +299,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--also", default="", help=f"extra (b) runs, comma-separated: {', '.join(PRESETS)}")
     parser.add_argument("--side", choices=["a", "b"], help=argparse.SUPPRESS)
+    parser.add_argument("--peak-tflops", type=float, help="on a GPU the table does not know: its dense bf16 TFLOP/s")
     parser.add_argument(
         "--set",
         action="append",
@@ -244,6 +314,13 @@ def main() -> None:
         return
     if not (TWEETS.is_file() and TOKENIZER.is_dir()):
         sys.exit(f"needs the real data and tokenizer under {SHARED}")
+    import torch
+
+    if torch.cuda.is_available():
+        a, b = spawn("a"), spawn("b")
+        extra = {name: spawn("b", PRESETS[name]) for name in args.also.split(",") if name}
+        gpu_report(a, b, extra, args.peak_tflops)
+        return
     peak, peak_bf16 = matmul_flops(), matmul_flops(dtype="bfloat16")
     a, b = spawn("a"), spawn("b")
     extra = {name: spawn("b", PRESETS[name]) for name in args.also.split(",") if name}

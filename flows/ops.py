@@ -29,8 +29,12 @@ def champion_line(register: RegisterParams) -> str:
     found = champion(register)
     if found is None:
         return f"{register.alias}: none registered for {register.model_name!r} yet"
-    accuracy, macro_f1 = (found.metrics.get(f"test_{m}", float("nan")) for m in ("accuracy", "macro_f1"))
+    numbers = [
+        f"test {name.replace('_', ' ')} {found.metrics[f'test_{name}']:.4f}"
+        for name in ("accuracy", "macro_f1", "jaccard", "exact_match", "perplexity")
+        if f"test_{name}" in found.metrics
+    ]
     return (
-        f"{found.alias}: {found.name} v{found.version} "
-        f"(test accuracy {accuracy:.4f}, macro-F1 {macro_f1:.4f}, run {found.run_id})"
+        f"{found.alias}: {found.name} v{found.version} ({', '.join(numbers) or 'no test metrics'}, run {found.run_id})"
+        f"\nOpenAI-compatible model id (tuneops serve): {found.name}@{found.alias}, or {found.name}:{found.version}"
     )

@@ -18,8 +18,11 @@ from tuneops.paths import (
     METRICS_PATH,
     REGISTERED_PATH,
     REVIEW_PAGE_PATH,
+    SAMPLES_PATH,
 )
-from tuneops.records import GateVerdict, Metrics, QualityRecord, Registration
+from tuneops.records import GateVerdict, GenerationMetrics, GenerationSample, Metrics, QualityRecord, Registration
+
+SAMPLES_SHOWN = 50  # rows of the samples table in the Prefect UI
 
 Record = TypeVar("Record")
 
@@ -64,9 +67,12 @@ def data_quality() -> list[QualityRecord] | None:
 
 
 def metrics() -> None:
-    m = _read(METRICS_PATH, Metrics)
-    if m is None:
+    if not METRICS_PATH.is_file():
         return
+    if b'"task": "generation"' in METRICS_PATH.read_bytes():
+        generation_metrics(read_json(METRICS_PATH, GenerationMetrics))
+        return
+    m = read_json(METRICS_PATH, Metrics)
     rows = [
         {"split": name, "accuracy": _fmt(s.accuracy), "macro_f1": _fmt(s.macro_f1), "loss": _fmt(s.loss)}
         for name, s in (("test", m.test), ("train", m.train))
@@ -74,6 +80,35 @@ def metrics() -> None:
     gap = {"accuracy": _fmt(m.gap.accuracy), "macro_f1": "", "loss": _fmt(m.gap.loss)}
     rows.append({"split": "gap (train-test acc, test-train loss)", **gap})
     create_table_artifact(rows, key="metrics", description=f"Candidate metrics ({METRICS_PATH})")
+
+
+def generation_metrics(m: GenerationMetrics) -> None:
+    """Loss, perplexity, token accuracy and the generated completions' scores, the baselines below them; and
+    a table of held-out prompts with the expected and the generated completion."""
+    rows = [
+        {
+            "split": name,
+            "loss": _fmt(s.loss),
+            "perplexity": _fmt(s.perplexity),
+            "token_accuracy": _fmt(s.token_accuracy),
+            "exact_match": _fmt(s.exact_match) if s.exact_match is not None else "",
+            "jaccard": _fmt(s.jaccard) if s.jaccard is not None else "",
+        }
+        for name, s in (("test", m.test), ("train", m.train))
+    ]
+    for name, b in m.baselines.items():
+        empty = {"loss": "", "perplexity": "", "token_accuracy": ""}
+        rows.append(
+            {"split": f"baseline: {name}", **empty, "exact_match": _fmt(b.exact_match), "jaccard": _fmt(b.jaccard)}
+        )
+    create_table_artifact(rows, key="metrics", description=f"Candidate metrics ({METRICS_PATH})")
+    if SAMPLES_PATH.is_file():
+        shown = [GenerationSample.model_validate_json(line) for line in SAMPLES_PATH.read_text().splitlines()]
+        create_table_artifact(
+            [s.model_dump() for s in shown[:SAMPLES_SHOWN]],
+            key="samples",
+            description=f"Held-out prompts: expected and generated completions ({SAMPLES_PATH})",
+        )
 
 
 def gate() -> GateVerdict | None:

@@ -3,6 +3,8 @@ data quality before training, one run per workspace at a time, and a DVC push af
 
     tuneops run                         (once; Prefect's temporary server when no PREFECT_API_URL is set)
     tuneops schedule --cron "0 3 * * *" (a served deployment against `prefect server start`)
+    tuneops deploy --pool tuneops       (a deployment on a work pool: `prefect worker start --pool tuneops` runs it)
+    POST /v1/fine_tuning/jobs           (a fine-tuning job: a run with `job` set, on the pool; flows/job.py)
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from prefect.states import Completed, Failed
 
 import tuneops.runner  # noqa: F401  (its environment defaults: the temporary Prefect server it starts sends no telemetry)
 from flows import reports
+from flows.job import JobSpec, run_job
 from flows.stages import StageFailed, StageResult, TransientStageFailure, dvc_stages, repro
 from flows.workspace import LEASE_S, claim_workspace, workspace_lock_name
 from tuneops.errors import UserError
@@ -60,7 +63,7 @@ def _only_transient(task_: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-@task(name="dvc-stage", cache_policy=NO_CACHE, persist_result=False)  # DVC caches; Prefect must not
+@task(name="dvc-stage", task_run_name="{stage}", cache_policy=NO_CACHE, persist_result=False)  # DVC caches; not Prefect
 def stage_task(stage: str) -> StageResult:
     return repro(stage, get_run_logger())
 
@@ -169,8 +172,16 @@ def finish(summary: RunSummary, params: FlowParams, log: logging.Logger) -> Any:
 
 
 @flow(name="retrain", persist_result=False)
-def retrain(params_path: str = str(PARAMS_PATH)) -> Any:
-    """Run the dvc.yaml pipeline; DVC's cache decides which stages rerun."""
+def retrain(params_path: str = str(PARAMS_PATH), job: JobSpec | None = None) -> Any:
+    """Run the dvc.yaml pipeline; DVC's cache decides which stages rerun. With `job` (a fine-tuning job from the
+    OpenAI-compatible API), in the job's own workspace with its files and hyperparameters (flows/job.py)."""
+    if job is not None:
+        return run_job(job, retrain_here)
+    return retrain_here(params_path)
+
+
+def retrain_here(params_path: str) -> Any:
+    """The pipeline in the current directory, holding it for the whole run."""
     log = get_run_logger()
     try:
         params = load_params(Path(params_path)).flow

@@ -2,31 +2,38 @@
 
     python -m tasks.ingest            (dvc.yaml runs it)
 
-params: data.source, data.revision, data.text_column, data.label_column, data.labels,
-        data.validation_fraction, data.test_fraction, data.seed
+params: task, data.source, data.revision, data.text_column, data.label_column, data.labels,
+        data.validation_fraction, data.test_fraction, data.seed, generation.prompt_template,
+        generation.completion_template, generation.chat_template
 reads:  data.source (a Hub dataset id, a file, or a folder of split files; data/raw is where DVC tracks them)
 writes: data/interim ({train,validation,test}.parquet and manifest.json)
 
-Maps the source onto `text: str, label: int, label_text: str`, keeps the source's own splits and carves a
-stratified validation (and, for a single file, test) split from train. The source is only read; subsets for
-training are taken later, at tokenize.
+Classification: maps the source onto `text: str, label: int, label_text: str`. Generation: onto `prompt,
+completion, source_text` (chat JSONL flattened with generation.chat_template, any other source through
+generation.prompt_template / completion_template over its columns). Keeps the source's own splits and carves a
+validation (and, for a single file, test) split from train, stratified by label where there are labels, equal
+inputs always on one side. The source is only read; subsets for training are taken later, at tokenize.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from tuneops.params import DataParams, load_params
+from tuneops.params import DataParams, GenerationParams, load_params
 from tuneops.paths import INTERIM_DIR
 from tuneops.records import Manifest
 from tuneops.runner import run_main, stage_parser
 from tuneops.sources import load_source
-from tuneops.splits import make_splits, to_canonical, write_splits
+from tuneops.splits import make_splits, to_canonical, to_pairs, write_splits
 
 
-def ingest(data: DataParams, interim_dir: Path = INTERIM_DIR) -> Manifest:
+def ingest(data: DataParams, interim_dir: Path = INTERIM_DIR, generation: GenerationParams | None = None) -> Manifest:
+    """Classification by default; given `generation` (task: generation), prompt/completion pairs."""
     raw = load_source(data.source, data.revision)
-    frames = {split: to_canonical(df, origin, data) for split, (df, origin) in raw.items()}
+    if generation is not None:
+        frames = {split: to_pairs(df, origin, generation) for split, (df, origin) in raw.items()}
+    else:
+        frames = {split: to_canonical(df, origin, data) for split, (df, origin) in raw.items()}
     return write_splits(make_splits(frames, data), data, interim_dir)
 
 
@@ -34,7 +41,8 @@ def main() -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--out-dir", type=Path, default=INTERIM_DIR, help="output folder (default: %(default)s)")
     args = parser.parse_args()
-    ingest(load_params(args.params).data, args.out_dir)
+    params = load_params(args.params)
+    ingest(params.data, args.out_dir, params.generation if params.task == "generation" else None)
 
 
 if __name__ == "__main__":

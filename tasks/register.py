@@ -2,17 +2,20 @@
 
     python -m tasks.register          (dvc.yaml runs it)
 
-params: register, evaluate.primary_metric, evaluate.min_improvement (the champion is checked again, now),
-        data, model, tokenize, train (these four are logged to MLflow with the version)
+params: task, register, evaluate.primary_metric, evaluate.generation.primary_metric, evaluate.min_improvement
+        (the champion is checked again, now), data, model, tokenize, train, generation (logged to MLflow with
+        the version; generation's stop, max_new_tokens and chat template are what predict and serve use)
 reads:  models/candidate (checked against its hash in dvc.lock), reports/gate.json, reports/metrics.json,
-        data/interim/manifest.json (and dvc.lock, for the lineage tags: DVC writes it, so it cannot be a dep)
+        reports/samples.jsonl, data/interim/manifest.json (and dvc.lock, for the lineage tags: DVC writes it, so
+        it cannot be a dep)
 writes: models/registered.json, and a new version in the MLflow registry with the alias moved to it
 
 Gate failed, or the champion moved since evaluate and is no longer beaten: exits non-zero saying why; nothing is
 registered and the champion stays.
 Gate passed: logs the model (transformers flavour, safetensors), params, metrics, gate.json, the data manifest
-hash, the dvc.lock hashes and the git commit to MLflow, registers a new version of `register.model_name` and
-moves the alias (`champion`) to it.
+hash, the dvc.lock hashes and the git commit to MLflow (a generation model as a text-generation model, with its
+generation settings as version tags), registers a new version of `register.model_name` and moves the alias
+(`champion`) to it.
 """
 
 from __future__ import annotations
@@ -25,8 +28,16 @@ from tuneops.files import read_json, write_json
 from tuneops.gate import beats_champion
 from tuneops.integrity import verify_outputs
 from tuneops.params import Params, load_params, tracking_uri
-from tuneops.paths import CANDIDATE_DIR, DVC_LOCK_PATH, GATE_PATH, MANIFEST_PATH, METRICS_PATH, REGISTERED_PATH
-from tuneops.records import GateVerdict, Metrics, Registration
+from tuneops.paths import (
+    CANDIDATE_DIR,
+    DVC_LOCK_PATH,
+    GATE_PATH,
+    MANIFEST_PATH,
+    METRICS_PATH,
+    REGISTERED_PATH,
+    SAMPLES_PATH,
+)
+from tuneops.records import GateVerdict, GenerationMetrics, Metrics, Registration
 from tuneops.registry import (
     champion,
     flat,
@@ -35,6 +46,7 @@ from tuneops.registry import (
     model_uri,
     registered_before,
     set_alias,
+    tag_generation,
     workspace_lineage,
 )
 from tuneops.runner import run_main, stage_parser
@@ -46,7 +58,9 @@ def register(params: Params, candidate_dir: Path = CANDIDATE_DIR) -> Registratio
     import mlflow
 
     verify_outputs(DVC_LOCK_PATH, candidate_dir)  # register exactly the model that was evaluated
-    verdict, metrics = read_json(GATE_PATH, GateVerdict), read_json(METRICS_PATH, Metrics)
+    generator = params.task == "generation"
+    verdict = read_json(GATE_PATH, GateVerdict)
+    metrics = read_json(METRICS_PATH, GenerationMetrics if generator else Metrics)
     if verdict.verdict != "passed":
         listed = "; ".join(f"{c.check}: observed {c.observed}, threshold {c.threshold}" for c in verdict.failed)
         raise UserError(f"gate failed ({GATE_PATH}), nothing registered, champion unchanged: {listed}")
@@ -59,11 +73,15 @@ def register(params: Params, candidate_dir: Path = CANDIDATE_DIR) -> Registratio
     mlflow.set_experiment(reg.experiment_name)
     numbers = metric_numbers(metrics)
     with mlflow.start_run(run_name=f"register-{reg.model_name}") as run:
-        mlflow.log_params(flat("", params.model_dump(mode="json", include={"data", "model", "tokenize", "train"})))
+        logged = {"task", "data", "model", "tokenize", "train"} | ({"generation"} if generator else set())
+        mlflow.log_params(flat("", params.model_dump(mode="json", include=logged)))
         mlflow.log_metrics(numbers)
         mlflow.log_artifact(str(GATE_PATH))
+        mlflow.log_artifact(str(SAMPLES_PATH))  # held-out prompts, expected and generated, beside the version
         mlflow.set_tags(workspace_lineage(MANIFEST_PATH, DVC_LOCK_PATH))
         version = str(log_model(candidate_dir, reg.model_name).registered_model_version)
+    if generator:
+        tag_generation(reg, version, params.generation)
     set_alias(reg, version)
     record = Registration(
         name=reg.model_name,

@@ -2,13 +2,15 @@
 
     python -m tasks.tokenize          (dvc.yaml runs it)
 
-params: data.max_train_samples, data.max_eval_samples, data.seed, model, tokenize
+params: task, data.max_train_samples, data.max_eval_samples, data.seed, model, tokenize
 reads:  data/interim, reports/data_quality_verdict.json (no passing verdict, no tokens)
 writes: data/processed (datasets `save_to_disk`), reports/tokenization.json (token lengths per split: mean,
-        p50, p95, max, and the truncation rate)
+        p50, p95, max, and the share over tokenize.max_length)
 
-Truncates to `tokenize.max_length` and pads nothing. Takes the seeded subsets (`data.max_train_samples`,
-`data.max_eval_samples`) as the seed tutorial does, and drops empty texts.
+Pads nothing. Takes the seeded subsets (`data.max_train_samples`, `data.max_eval_samples`) as the seed tutorial
+does, and drops empty texts (empty completions, for generation). Classification truncates texts to
+`tokenize.max_length`; generation makes prompt + completion + eos with `prompt_length` (where the loss starts)
+and drops the pairs longer than `tokenize.max_length`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from tuneops.paths import DATA_VERDICT_PATH, INTERIM_DIR, PROCESSED_DIR, SPLITS,
 from tuneops.records import DataVerdict, TokenizationReport
 from tuneops.runner import run_main, stage_parser
 from tuneops.splits import read_splits
-from tuneops.tokenization import encode, subset, usable
+from tuneops.tokenization import encode, encode_pairs, subset, usable
 
 log = logging.getLogger("tuneops.tokenize")
 
@@ -47,11 +49,14 @@ def tokenize(
         raise UserError(f"tokenize.max_length {max_length} > the {positions} positions of model {params.model.name!r}")
     limits = {"train": data.max_train_samples, "validation": data.max_eval_samples, "test": data.max_eval_samples}
     report, splits = TokenizationReport(max_length=max_length, splits={}), {}
+    encoder = encode_pairs if params.task == "generation" else encode
     for split, df in read_splits(interim_dir).items():
         keep = usable(df)
         if (~keep).any():
-            log.info("%s: dropping %d empty text(s)", split, int((~keep).sum()))
-        columns, report.splits[split] = encode(subset(df[keep], limits[split], data.seed), tokenizer, max_length)
+            log.info("%s: dropping %d empty row(s)", split, int((~keep).sum()))
+        columns, report.splits[split] = encoder(subset(df[keep], limits[split], data.seed), tokenizer, max_length)
+        if not columns["input_ids"]:
+            raise UserError(f"{split}: no rows left to train or test on (all empty or over tokenize.max_length)")
         splits[split] = Dataset.from_dict(columns)
         log.info("%-10s %s", split, report.splits[split])
     with staged_dir(processed_dir) as staging:

@@ -1,12 +1,17 @@
-"""Stage `train`: fine-tune a sequence classifier with the transformers Trainer.
+"""Stage `train`: fine-tune a sequence classifier, or a causal LM on prompt/completion pairs, with the Trainer.
 
     python -m tasks.train             (dvc.yaml runs it)
-    torchrun --nproc_per_node 2 -m tasks.train     (several processes; the Trainer runs DDP)
+    (train.launcher: torchrun: it re-launches itself under torchrun, data-parallel; rank 0 alone writes)
 
-params: data.labels, model, tokenize, train, register.tracking_uri, register.experiment_name
+params: task, data.labels, model, tokenize, train, generation.prompt_loss_weight, generation.max_new_tokens,
+        register.tracking_uri, register.experiment_name
 reads:  data/processed
-writes: models/candidate (safetensors, config with label names, tokenizer), models/checkpoints (kept between
-        runs, so an interrupted training resumes), reports/train_history.json (loss and accuracy per epoch)
+writes: models/candidate (safetensors, config with label names or generation settings, tokenizer),
+        models/checkpoints (kept between runs, so an interrupted training resumes), reports/train_history.json
+        (loss and accuracy per epoch; token accuracy on completions for generation)
+
+Generation: the loss is on completion tokens (and their eos), prompt tokens weighted by
+`generation.prompt_loss_weight` (0 = not at all); padding and prompt are masked by position.
 
 Evaluates on `validation` each epoch, keeps the best checkpoint by `metric_for_best_model`, stops early after
 `early_stopping_patience` evaluations without improvement. A run killed and started again with the same data
@@ -18,9 +23,11 @@ Trainer logs the run to MLflow.
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 from tuneops.files import said_when_disk_full, write_json
+from tuneops.launch import recorded, torchrun, wants_torchrun
 from tuneops.modeling import load_tokenizer
 from tuneops.params import Params, load_params
 from tuneops.paths import CANDIDATE_DIR, CHECKPOINT_DIR, PROCESSED_DIR, TRAIN_HISTORY_PATH
@@ -35,7 +42,7 @@ from tuneops.training import (
     epoch_history,
     fingerprint,
     mlflow_env,
-    prepare_checkpoints,
+    prepare_checkpoints_once,
     save_candidate,
 )
 
@@ -51,19 +58,29 @@ def train(
 ) -> list[EpochRow]:
     datasets = load_processed(processed_dir)
     tokenizer = load_tokenizer(params.model.name, params.model.revision)
-    net = build_model(params.model, params.train, params.data.labels, tokenizer)
+    generator = params.task == "generation"
+    net = build_model(params.model, params.train, params.data.labels, tokenizer, generator)
     # the params dvc.yaml gives this stage that shape training (the data itself is in processed_dir)
-    shaping = {"data": {"labels": True}, "model": True, "tokenize": True, "train": True}
+    shaping = {
+        "task": True,
+        "data": {"labels": True},
+        "model": True,
+        "tokenize": True,
+        "train": True,
+        "generation": {"prompt_loss_weight": True},
+    }
     print_ = fingerprint(processed_dir, params.model_dump(mode="json", include=shaping))
-    resume = prepare_checkpoints(checkpoint_dir, print_)
     mlflow_env(params.register_)
-    trainer = build_trainer(net, tokenizer, datasets, params.train, checkpoint_dir, report_to=["mlflow"])
+    weight = params.generation.prompt_loss_weight if generator else None
+    trainer = build_trainer(net, tokenizer, datasets, params.train, checkpoint_dir, ["mlflow"], weight)
+    resume = prepare_checkpoints_once(trainer.args, checkpoint_dir, print_)  # once, rank 0, under torchrun
     with said_when_disk_full(checkpoint_dir, "training resumes from the last complete checkpoint"):
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     history = epoch_history(trainer.state.log_history)
     if trainer.is_world_process_zero():  # under torchrun, one process writes
         with said_when_disk_full(candidate_dir.parent, "the checkpoints are kept: training resumes from them"):
-            save_candidate(trainer, tokenizer, params.tokenize.max_length, candidate_dir)
+            max_new = params.generation.max_new_tokens if generator else None
+            save_candidate(trainer, tokenizer, params.tokenize.max_length, candidate_dir, max_new)
         write_json(history_path, history)
         write_json(checkpoint_dir / FINGERPRINT, CheckpointMarker(fingerprint=print_, completed=True))
         best = params.train.args.metric_for_best_model
@@ -72,7 +89,11 @@ def train(
 
 
 def main() -> None:
-    train(load_params(stage_parser(__doc__).parse_args().params))
+    params = load_params(stage_parser(__doc__).parse_args().params)
+    if wants_torchrun(params.train):  # this module again, under torchrun with the same arguments
+        torchrun(params.train, "tasks.train", sys.argv[1:])
+    else:
+        recorded(train)(params)  # a torchrun worker's error reaches the launching process
 
 
 if __name__ == "__main__":

@@ -2,7 +2,10 @@
 
     python -m tasks.validate          (dvc.yaml runs it)
 
-params: data.labels, validate
+Generation data (task: generation) is checked as prompt/completion pairs instead: OpenAI's prepare_data checks
+(separator, stop sequences, leading space, duplicates, lengths, ...), thresholds in validate.generation.
+
+params: task, data.labels, generation.stop, validate
 reads:  data/interim
 writes: reports/data_quality (GX Data Docs: every expectation with its observed value; open index.html),
         reports/data_quality.json (one record per check),
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from tuneops.errors import UserError
@@ -31,7 +35,7 @@ from tuneops.paths import (
     MANIFEST_PATH,
     REVIEW_PAGE_PATH,
 )
-from tuneops.quality import add_plain_index, run_checks, table
+from tuneops.quality import add_plain_index, run_checks, run_generation_checks, table
 from tuneops.records import DataVerdict, QualityRecord
 from tuneops.review_page import render, shares_by_split
 from tuneops.runner import run_main, stage_parser
@@ -48,11 +52,15 @@ def validate(
     report_path: Path = DATA_QUALITY_PATH,
     verdict_path: Path = DATA_VERDICT_PATH,
     review_path: Path | None = None,
+    *,
+    task: str = "classification",
+    stop: Sequence[str] = (),
 ) -> list[QualityRecord]:
     """Check the ingested splits; raise UserError listing the failed `error` checks.
 
     The review page goes to `review_path`, by default beside `report_path` (reports/data_review.html), so a
-    caller that moves the report elsewhere (a test's tmp_path) never writes into the project's reports/."""
+    caller that moves the report elsewhere (a test's tmp_path) never writes into the project's reports/.
+    `task` generation checks prompt/completion pairs; `stop` is generation.stop, what completions end with."""
     review_path = review_path or report_path.with_name(REVIEW_PAGE_PATH.name)
     remove(verdict_path)  # no verdict survives a run that does not pass
     manifest = interim_dir / MANIFEST_PATH.name
@@ -60,13 +68,17 @@ def validate(
         raise UserError(f"{manifest}: not found (run `dvc repro ingest` first)")
     frames = read_splits(interim_dir)
     with staged_dir(docs_dir) as staging:
-        records = run_checks(frames, params, labels, staging)
+        if task == "generation":
+            records = run_generation_checks(frames, params, staging, stop)
+        else:
+            records = run_checks(frames, params, labels, staging)
         add_plain_index(staging, records)
     write_json(report_path, records)
     index = docs_dir / DATA_DOCS_INDEX.name
     # Written before a failed error check raises: the page is where a person reads why the run stopped.
     docs_href = Path(os.path.relpath(index.resolve(), review_path.resolve().parent)).as_posix()
-    write_text(review_path, render(records, shares_by_split(frames, labels), docs_href))
+    shares = shares_by_split(frames, labels) if task != "generation" else {}  # pairs have no labels to share
+    write_text(review_path, render(records, shares, docs_href))
     log.info("data quality (review: %s; Data Docs: %s)\n%s", review_path, index, table(records))
     for r in records:
         if not r.passed and r.severity == "warning":
@@ -81,7 +93,8 @@ def validate(
 
 def main() -> None:
     params = load_params(stage_parser(__doc__).parse_args().params)
-    validate(params.validate_, params.data.labels)
+    stop = params.generation.stop if params.task == "generation" else ()
+    validate(params.validate_, params.data.labels, task=params.task, stop=stop)
 
 
 if __name__ == "__main__":

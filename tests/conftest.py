@@ -157,6 +157,22 @@ def use_sample(params: dict[str, Any], sample: Sample) -> None:
     params["evaluate"].update(gates, min_improvement=-1.0)
 
 
+# The sample as the seed's classification-as-completion (the label is the completion, as OpenAI's classification
+# fine-tunes had it); the span-extraction prompt of Kaggle's tweets is the other generation task, in tests/shared.
+COMPLETION_TEMPLATES = {"prompt_template": "{text}\n\n###\n\n", "completion_template": " {sentiment}\n"}
+
+
+def use_generation_sample(params: dict[str, Any], sample: Sample) -> None:
+    """use_sample as task: generation, with gates any candidate passes (min_improvement and baseline_margin
+    -1): the gate has unit tests of its own."""
+    use_sample(params, sample)
+    params["task"] = "generation"
+    params["generation"].update(COMPLETION_TEMPLATES, max_new_tokens=8)
+    params["evaluate"]["generation"].update(
+        primary_metric="exact_match", min_score=0.0, baseline_margin=-1.0, sample_size=60
+    )
+
+
 def make_project(dest: Path) -> Project:
     for rel in tracked_files(ROOT):
         target = dest / rel

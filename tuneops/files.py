@@ -56,6 +56,12 @@ def write_json(path: Path, payload: Any) -> None:
     write_text(path, json.dumps(plain, indent=2) + "\n")
 
 
+def write_jsonl(path: Path, records: list[Any]) -> None:
+    """One JSON object per line (records or plain values), written atomically."""
+    plain = TypeAdapter(list[Any]).dump_python(records, mode="json")
+    write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in plain))
+
+
 def read_json(path: Path, kind: type[Record] | Any = Any) -> Record:
     """A JSON file as `kind` (a record model, `list[Model]`, ...); a missing or malformed one is one line."""
     if not path.is_file():

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from tuneops.params import EvaluateParams
-from tuneops.records import Champion, GateCheck, GateVerdict, Metrics, SplitScores
+from tuneops.records import Champion, GateCheck, GateVerdict, GenerationMetrics, GenerationScores, Metrics, SplitScores
 
 
 def check(name: str, observed: float | None, threshold: float | None, passed: bool, detail: str = "") -> GateCheck:
@@ -19,8 +19,10 @@ def check(name: str, observed: float | None, threshold: float | None, passed: bo
     return GateCheck(check=name, observed=observed, threshold=threshold, passed=bool(passed), detail=detail)
 
 
-def beats_champion(test: SplitScores, champion: Champion | None, params: EvaluateParams) -> GateCheck:
-    metric = params.primary_metric
+def beats_champion(
+    test: SplitScores | GenerationScores, champion: Champion | None, params: EvaluateParams
+) -> GateCheck:
+    metric = params.primary("generation" if isinstance(test, GenerationScores) else "classification")
     ours = getattr(test, metric)
     rule = f"test {metric} vs champion + min_improvement {params.min_improvement}"
     if champion is None:
@@ -45,6 +47,30 @@ def gate(metrics: Metrics, params: EvaluateParams, champion: Champion | None) ->
             "train accuracy - test accuracy",
         ),
         check("max_loss_gap", gap.loss, params.max_loss_gap, gap.loss <= params.max_loss_gap, "test loss - train loss"),
+        beats_champion(test, champion, params),
+    ]
+    return GateVerdict(verdict="passed" if all(c.passed for c in checks) else "failed", checks=checks)
+
+
+def gate_generation(metrics: GenerationMetrics, params: EvaluateParams, champion: Champion | None) -> GateVerdict:
+    """A generation candidate: a floor on its generated completions' metric, the loss gap (test - train, on
+    completion tokens), beating every trivial baseline, and beating the champion."""
+    g = params.generation
+    metric, test = g.primary_metric, metrics.test
+    ours = getattr(test, metric)
+    best = max(metrics.baselines, key=lambda name: getattr(metrics.baselines[name], metric))
+    theirs = getattr(metrics.baselines[best], metric)
+    loss_gap = metrics.gap.loss
+    checks = [
+        check(f"min_{metric}", ours, g.min_score, ours is not None and ours >= g.min_score),
+        check("max_loss_gap", loss_gap, params.max_loss_gap, loss_gap <= params.max_loss_gap, "test loss - train loss"),
+        check(
+            "beats_baseline",
+            ours,
+            theirs + g.baseline_margin,
+            ours is not None and ours > theirs + g.baseline_margin,
+            f"the best trivial answer, {best} ({theirs:.4f}), + baseline_margin {g.baseline_margin}",
+        ),
         beats_champion(test, champion, params),
     ]
     return GateVerdict(verdict="passed" if all(c.passed for c in checks) else "failed", checks=checks)

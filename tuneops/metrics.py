@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from tuneops.records import ClassScores, Gap, SplitScores
+from tuneops.records import ClassScores, Gap, GenerationMetrics, GenerationSample, SplitScores
 
 
 def accuracy_macro_f1(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -25,6 +25,20 @@ def trainer_metrics(eval_pred: Any) -> dict[str, float]:
     """The Trainer's compute_metrics: the same two metrics on the validation split."""
     logits, labels = eval_pred
     return accuracy_macro_f1(logits, labels)
+
+
+def token_accuracy(predicted: np.ndarray, labels: np.ndarray) -> float:
+    """Share of completion tokens predicted right, teacher-forced: position t predicts token t+1, and -100
+    labels (prompt, padding) count for nothing."""
+    predicted, labels = np.asarray(predicted)[:, :-1], np.asarray(labels)[:, 1:]
+    scored = labels != -100
+    return float((predicted[scored] == labels[scored]).mean()) if scored.any() else 0.0
+
+
+def token_accuracy_metrics(eval_pred: Any) -> dict[str, float]:
+    """The Trainer's compute_metrics for generation: `accuracy` is token accuracy on the completions."""
+    predicted, labels = eval_pred
+    return {"accuracy": token_accuracy(predicted, labels)}
 
 
 def mean_log_loss(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -79,6 +93,29 @@ def plot_confusion(matrix: list[list[int]], names: list[str], png_path: Path) ->
     ticks = range(len(names))
     ax.set(xticks=ticks, yticks=ticks, xticklabels=names, yticklabels=names, xlabel="predicted", ylabel="actual")
     ax.set_title("test confusion matrix")
+    fig.tight_layout()
+    png_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png_path, dpi=120)
+    plt.close(fig)
+
+
+def plot_scores(shown: list[GenerationSample], metrics: GenerationMetrics, metric: str, png_path: Path) -> None:
+    """How close each generated completion came (word-level Jaccard), with the mean and the trivial baselines
+    marked: a glance tells a model that copies or repeats one answer from one that extracts."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.hist([s.jaccard for s in shown], bins=20, range=(0, 1), color="#4c72b0")
+    ax.axvline(metrics.test.jaccard or 0.0, color="black", label=f"candidate {metrics.test.jaccard or 0:.3f}")
+    styles = iter(["--", ":", "-."])
+    for name, base in metrics.baselines.items():
+        ax.axvline(base.jaccard, color="#c44e52", linestyle=next(styles, "--"), label=f"{name} {base.jaccard:.3f}")
+    ax.set(xlabel="word-level Jaccard of generated vs expected", ylabel="test prompts")
+    ax.set_title(f"generated completions (gate metric: {metric})")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     png_path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png_path, dpi=120)

@@ -28,8 +28,10 @@ PAD_TO_MULTIPLE_OF = 8
 
 
 def set_threads(num_threads: int | None) -> int:
-    """Use every core unless told otherwise (torch's default can be lower inside containers)."""
-    threads = num_threads or os.cpu_count() or 1
+    """Use every core unless told otherwise (torch's default can be lower inside containers); under torchrun,
+    each of the machine's LOCAL_WORLD_SIZE processes its share, so they do not fight over the cores."""
+    share = (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    threads = num_threads or max(1, share)
     torch.set_num_threads(threads)
     return threads
 
@@ -140,22 +142,51 @@ def refuse_code(*dirs: Path) -> None:
                 )
 
 
+def is_generator(model: Any) -> bool:
+    """A causal language model (generates completions), as opposed to a sequence classifier."""
+    return bool(model.can_generate())  # transformers' own answer: True for GPT2LMHeadModel, False for a classifier
+
+
+def saved_task(model_dir: Path) -> str:
+    """`generation` for a saved causal LM (its config's architectures say so), else `classification`."""
+    try:
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "classification"  # the loader then says what is wrong with the folder
+    archs = config.get("architectures") or []
+    return "generation" if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs) else "classification"
+
+
 def load_trained(model_dir: str | Path, tokenizer_dir: str | Path | None = None) -> tuple[Any, Any]:
     """A model saved by the train stage or downloaded from the registry: weights, labels and tokenizer.
 
-    Only transformers' own classes load (trust_remote_code=False, and refuse_code before that).
+    A causal LM (task: generation) or a sequence classifier, as its saved config says. Only transformers' own
+    classes load (trust_remote_code=False, and refuse_code before that).
     """
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     refuse_code(Path(model_dir), Path(tokenizer_dir or model_dir))
     tokenizer = load_tokenizer(str(tokenizer_dir or model_dir))
-    model = _from_pretrained(AutoModelForSequenceClassification, str(model_dir), trust_remote_code=False)
+    generator = saved_task(Path(model_dir)) == "generation"
+    loader = AutoModelForCausalLM if generator else AutoModelForSequenceClassification
+    model = _from_pretrained(loader, str(model_dir), trust_remote_code=False)
     return for_inference(model, tokenizer), tokenizer
 
 
+def load_causal_lm(name: str, tokenizer: Any, revision: str | None = None) -> Any:
+    """A causal language model to fine-tune on prompt/completion pairs (GPT2LMHeadModel for GPT-2)."""
+    from transformers import AutoModelForCausalLM
+
+    model = _from_pretrained(AutoModelForCausalLM, name, revision=revision)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id  # generate() warns on every call otherwise
+    return configure_padding(model, tokenizer)
+
+
 def for_inference(model: Any, tokenizer: Any) -> Any:
-    """A loaded classifier ready to predict: pad token set, fused GELU, eval mode (dropout off)."""
-    return fuse_gelu(configure_padding(model, tokenizer)).eval()
+    """A loaded model ready to predict or generate: pad token set, fused GELU, eval mode (dropout off), on the
+    GPU when there is one (predict_logits and generation follow the model's device)."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return fuse_gelu(configure_padding(model, tokenizer)).eval().to(device)
 
 
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
@@ -197,3 +228,73 @@ def predict_texts(
         {"label": labels[int(row.argmax())], "probabilities": dict(zip(labels, row.round(6).tolist(), strict=True))}
         for row in probs
     ]
+
+
+def pad_right(seqs: Sequence[Sequence[int]], pad_id: int, multiple: int | None = None) -> tuple[Any, Any]:
+    """Token ids padded on the right into one tensor, and the attention mask built from each row's length.
+
+    The mask comes from positions, never from comparing ids with pad_id: GPT-2 pads with eos, so a mask by id
+    would also hide every real eos, the one token that teaches the model to stop (transformers#23530).
+    """
+    longest = max(len(s) for s in seqs)
+    if multiple:
+        longest = -(-longest // multiple) * multiple
+    ids = torch.full((len(seqs), longest), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), longest), dtype=torch.long)
+    for row, seq in enumerate(seqs):
+        ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+        mask[row, : len(seq)] = 1
+    return ids, mask
+
+
+class CompletionCollator:
+    """Batches of prompt+completion+eos token ids for causal-LM fine-tuning, masked by position.
+
+    `labels` are the completion's tokens and its eos (the prompt and the padding are -100: no loss there). With
+    `prompt_loss_weight` > 0 the batch also carries `loss_weights` (the prompt's tokens weighted by it, the
+    completion's by 1), which training.CompletionTrainer applies; the labels stay completion-only, so token
+    accuracy always measures completions.
+    """
+
+    def __init__(self, pad_id: int, prompt_loss_weight: float = 0.0, pad_to_multiple_of: int | None = None) -> None:
+        self.pad_id, self.prompt_loss_weight, self.multiple = pad_id, prompt_loss_weight, pad_to_multiple_of
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        seqs = [row["input_ids"] for row in rows]
+        ids, mask = pad_right(seqs, self.pad_id, self.multiple)
+        labels = torch.full_like(ids, -100)
+        for i, row in enumerate(rows):
+            start, end = row["prompt_length"], len(row["input_ids"])
+            labels[i, start:end] = ids[i, start:end]
+        batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        if self.prompt_loss_weight > 0:
+            weights = mask.float()
+            for i, row in enumerate(rows):
+                weights[i, : row["prompt_length"]] *= self.prompt_loss_weight
+            batch["loss_weights"] = weights
+        return batch
+
+
+def left_pad(
+    seqs: Sequence[Sequence[int]], pad_id: int, multiple: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Prompts padded on the LEFT for generation: input ids, attention mask and position ids, by position.
+
+    Generation appends each new token after the last column, so every row's last real token must sit there:
+    pad on the left (training pads on the right). The mask comes from each row's length, never from comparing
+    ids with pad_id (GPT-2 pads with eos, a token a prompt may hold). GPT-2 adds learned position embeddings by
+    index and would count a left-padded row's positions from its first pad, so the positions are explicit: 0 at
+    each row's first real token, as if it had no padding (the pads get 0 too; they are masked, never attended).
+    """
+    longest = max(len(s) for s in seqs)
+    if multiple:
+        longest = -(-longest // multiple) * multiple
+    ids = torch.full((len(seqs), longest), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), longest), dtype=torch.long)
+    positions = torch.zeros((len(seqs), longest), dtype=torch.long)
+    for row, seq in enumerate(seqs):
+        pad = longest - len(seq)
+        ids[row, pad:] = torch.as_tensor(seq, dtype=torch.long)
+        mask[row, pad:] = 1
+        positions[row, pad:] = torch.arange(len(seq))
+    return ids, mask, positions

@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from tuneops.errors import UserError
 from tuneops.paths import PARAMS_PATH
@@ -56,6 +64,31 @@ class LengthCheck(Strict):
     severity: Severity
 
 
+class CharLimitCheck(Strict):
+    max_chars: int = Field(gt=0)
+    threshold: float = Field(ge=0, le=1)
+    severity: Severity
+
+
+class GenerationChecks(Strict):
+    """validate on generation data: OpenAI's prepare_data checks (tuneops/pair_checks.py) with thresholds.
+    A `..._rate` threshold is the share of a split's rows allowed to offend."""
+
+    min_train_examples: Check
+    max_empty_completion_rate: Check
+    max_duplicate_pair_rate: Check
+    long_example: CharLimitCheck
+    min_distinct_prompts: Check
+    max_missing_separator_rate: Check
+    max_separator_inside_rate: Check
+    max_no_leading_space_rate: Check
+    max_missing_stop_rate: Check
+    max_stop_inside_rate: Check
+    max_prompt_prefix_chars: Check
+    max_completion_prefix_chars: Check
+    max_upper_case_share: Check
+
+
 class ValidateParams(Strict):
     min_rows: Check
     min_class_share: Check
@@ -67,6 +100,7 @@ class ValidateParams(Strict):
     max_leakage_rate: Check
     max_only_urls_mentions_rate: Check
     max_mojibake_rate: Check
+    generation: GenerationChecks
 
 
 class ModelParams(Strict):
@@ -151,6 +185,28 @@ class TrainParams(Strict):
     num_threads: int | None = Field(gt=0)
     pad_to_multiple_of: int | None = Field(gt=0)
     release_freed_memory: bool
+    # torchrun's own names (tuneops/launch.py builds its command line from them)
+    launcher: Literal["single", "torchrun"]
+    nproc_per_node: int = Field(gt=0)
+    nnodes: int = Field(gt=0)
+    rdzv_endpoint: str | None = Field(pattern=r"^[^\s:]+:\d+$")
+    rdzv_id: str = Field(min_length=1)
+
+    @field_validator("rdzv_endpoint")
+    @classmethod
+    def _several_nodes_meet(cls, endpoint: str | None, info: ValidationInfo) -> str | None:
+        if endpoint is None and info.data.get("nnodes", 1) > 1:
+            raise ValueError("nnodes > 1 needs the host:port where the machines meet (one of them)")
+        return endpoint
+
+
+class GenerationGate(Strict):
+    """The gate of a generation candidate, on completions it generated for held-out prompts."""
+
+    primary_metric: Literal["jaccard", "exact_match"]
+    min_score: float = Field(ge=0, le=1)
+    baseline_margin: float
+    sample_size: int | None = Field(gt=0)
 
 
 class EvaluateParams(Strict):
@@ -162,6 +218,11 @@ class EvaluateParams(Strict):
     min_improvement: float
     train_sample_size: int | None = Field(gt=0)
     batch_size: int = Field(gt=0)
+    generation: GenerationGate
+
+    def primary(self, task: str) -> str:
+        """The metric champion and challenger are compared on, for this task."""
+        return self.generation.primary_metric if task == "generation" else self.primary_metric
 
 
 class RegisterParams(Strict):
@@ -186,7 +247,59 @@ class FlowParams(Strict):
     ingest_retry_delay_seconds: float = Field(ge=0)
 
 
+class ChatTemplate(Strict):
+    """How chat messages become one text: each role's turn, `{content}` standing for the message."""
+
+    system: str
+    user: str
+    assistant: str
+
+    @field_validator("system", "user", "assistant")
+    @classmethod
+    def _one_content(cls, template: str) -> str:
+        if template.count("{content}") != 1:
+            raise ValueError("needs {content} exactly once, where the message goes")
+        return template
+
+
+class GenerationParams(Strict):
+    prompt_template: str
+    completion_template: str
+    chat_template: ChatTemplate
+    prompt_loss_weight: float = Field(ge=0, le=1)
+    stop: list[str]
+    max_new_tokens: int = Field(gt=0)
+
+    @field_validator("prompt_template", "completion_template")
+    @classmethod
+    def _has_fields(cls, template: str) -> str:
+        from tuneops.prompts import template_fields
+
+        if not template_fields(template):
+            raise ValueError("names no column; write the columns in braces, e.g. {prompt}")
+        return template
+
+    @field_validator("stop")
+    @classmethod
+    def _no_empty_stop(cls, stop: list[str]) -> list[str]:
+        if "" in stop:
+            raise ValueError("an empty stop sequence would end every completion before it starts")
+        return stop
+
+
+class ServeParams(Strict):
+    """`tuneops serve`: the loaded-model cache, request batching and the limits on a request."""
+
+    model_cache_size: int = Field(gt=0)
+    batch_window_ms: float = Field(ge=0)
+    max_batch_size: int = Field(gt=0)
+    max_body_bytes: int = Field(gt=0)
+    max_upload_bytes: int = Field(gt=0)
+    max_tokens_limit: int = Field(gt=0)
+
+
 class Params(Strict):
+    task: Literal["classification", "generation"]
     data: DataParams
     validate_: ValidateParams = Field(alias="validate")
     model: ModelParams
@@ -195,6 +308,18 @@ class Params(Strict):
     evaluate: EvaluateParams
     register_: RegisterParams = Field(alias="register")
     flow: FlowParams
+    generation: GenerationParams
+    serve: ServeParams
+
+    @model_validator(mode="after")
+    def _task_metrics(self) -> Params:
+        best = self.train.args.metric_for_best_model
+        if self.task == "generation" and best == "macro_f1":
+            raise ValueError(
+                "train.args.metric_for_best_model: macro_f1 is a classification metric; for generation use loss "
+                "or accuracy (token accuracy on completions)"
+            )
+        return self
 
 
 # TrainingArguments that transformers 5 renamed: users arrive with the old names from tutorials.
@@ -216,6 +341,8 @@ def _describe(error: dict[str, Any]) -> str:
     if error["type"] == "missing":
         return f"{key}: missing"
     message = error["msg"].removeprefix("Value error, ")
+    if not error["loc"]:  # a check across sections names its keys itself
+        return message
     return f"{key}: {message} (got {error.get('input')!r})"
 
 

@@ -31,12 +31,17 @@ TRAIN_HISTORY_PATH = REPORTS_DIR / "train_history.json"
 METRICS_PATH = REPORTS_DIR / "metrics.json"
 GATE_PATH = REPORTS_DIR / "gate.json"
 CONFUSION_JSON_PATH = REPORTS_DIR / "confusion_matrix.json"
-CONFUSION_PNG_PATH = REPORTS_DIR / "confusion_matrix.png"
+EVALUATION_PNG_PATH = REPORTS_DIR / "evaluation.png"  # the confusion matrix, or generation's Jaccard spread
+SAMPLES_PATH = REPORTS_DIR / "samples.jsonl"  # held-out inputs: expected and what the candidate answered
 
 MODELS_DIR = Path("models")
 CANDIDATE_DIR = MODELS_DIR / "candidate"
 CHECKPOINT_DIR = MODELS_DIR / "checkpoints"
 REGISTERED_PATH = MODELS_DIR / "registered.json"
+
+FILES_DIR = Path("data/files")  # OpenAI file objects (uploads, result files), content-addressed, `dvc add`-ed
+FILES_LOCK_PATH = Path(".dvc/tmp/tuneops-files.lock")  # one writer of data/files at a time
+JOBS_DIR = Path("jobs")  # a workspace per fine-tuning job (git-ignored): jobs/<job id>/
 
 SPLITS = ("train", "validation", "test")
 

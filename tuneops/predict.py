@@ -1,7 +1,9 @@
-"""Predict with the registered champion (or a given version): labels and class probabilities.
+"""Predict with the registered champion (or a given version): labels and class probabilities, or, for a
+generation model, completions.
 
     tuneops predict "I love this" "meh"
     tuneops predict --file tweets.csv --out preds.jsonl      (CSV/TSV/JSONL/Parquet with a `text` column)
+    tuneops predict --max-tokens 20 --stop "\n" "$(printf 'so happy today\nsentiment: positive\n\n###\n\n')"
 
 Inputs are sorted by length and padded per batch under torch.inference_mode; outputs keep the input order.
 """
@@ -40,6 +42,25 @@ def read_texts(path: Path, text_column: str = "text") -> list[str]:
 def predict(model: Any, tokenizer: Any, texts: list[str], batch_size: int = 64) -> list[dict]:
     set_threads(None)
     return predict_texts(model, tokenizer, texts, tokenizer.model_max_length, batch_size)
+
+
+def complete(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    max_tokens: int,
+    stop: list[str],
+    temperature: float,
+    batch_size: int,
+) -> list[dict]:
+    """Completions for prompts: greedy at temperature 0, KV-cached, batched by length, cut at the first stop."""
+    from tuneops.generation import generate
+
+    set_threads(None)
+    done = generate(
+        model, tokenizer, prompts, max_new_tokens=max_tokens, stop=stop, temperature=temperature, batch_size=batch_size
+    )
+    return [{"completion": c.text, "finish_reason": c.finish_reason} for c in done]
 
 
 def write_predictions(texts: list[str], results: list[dict], out: Path | None) -> None:

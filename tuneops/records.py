@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 Severity = Literal["error", "warning"]
 
@@ -43,6 +43,14 @@ class QualityRecord(Record):
     observed: Any
     threshold: Any
     examples: list[str]
+
+    @field_validator("observed", "threshold")
+    @classmethod
+    def _plain(cls, value: Any) -> Any:
+        """numpy scalars (what pandas and GX hand back) as Python numbers: JSON cannot hold them."""
+        if isinstance(value, (list, tuple)):
+            return [v.item() if hasattr(v, "item") else v for v in value]
+        return value.item() if hasattr(value, "item") else value
 
     @property
     def result(self) -> str:
@@ -88,8 +96,8 @@ class EpochRow(Record):
     epoch: float
     train_loss: float | None
     validation_loss: float
-    validation_accuracy: float
-    validation_macro_f1: float
+    validation_accuracy: float  # generation: token accuracy on completions
+    validation_macro_f1: float | None  # classification only
 
 
 class ClassScores(Record):
@@ -118,6 +126,46 @@ class Metrics(Record):
     test: SplitScores
     train: SplitScores
     gap: Gap
+
+
+class GenerationScores(Record):
+    """A generation candidate on one split: teacher-forced on the completion tokens, and (test) what it
+    generated for held-out prompts against the expected completions."""
+
+    loss: float
+    perplexity: float
+    token_accuracy: float
+    exact_match: float | None = None  # share of completions generated exactly (stripped): accuracy for labels
+    jaccard: float | None = None  # word-level Jaccard of generated and expected (Kaggle's span metric)
+    generated: int = 0  # prompts generated for
+
+
+class BaselineScores(Record):
+    """A trivial answer, scored as the candidate's completions are: the candidate must beat the best one."""
+
+    exact_match: float
+    jaccard: float
+
+
+class GenerationMetrics(Record):
+    """reports/metrics.json of task: generation (`dvc metrics show`)."""
+
+    task: Literal["generation"] = "generation"
+    test: GenerationScores
+    train: GenerationScores
+    gap: Gap  # accuracy: train - test token accuracy; loss: test - train loss
+    baselines: dict[str, BaselineScores]
+
+
+class GenerationSample(Record):
+    """One line of reports/samples.jsonl: a held-out prompt, its expected and its generated completion."""
+
+    prompt: str
+    expected: str
+    generated: str
+    finish_reason: str
+    exact_match: bool
+    jaccard: float
 
 
 class GateCheck(Record):
@@ -167,3 +215,46 @@ class RunSummary(Record):
     skipped: list[str] = []
     verdict: Literal["passed", "failed"] | None = None
     registered: Registration | None = None
+
+
+# --- tuneops prepare-data (issue 10): its JSON report -------------------------------------------------------
+
+Verdict = Literal["ok", "warning", "error"]
+
+
+class PrepCheck(Record):
+    """One check of `tuneops prepare-data` on a prompt/completion file: OpenAI's prepare_data checks."""
+
+    check: str
+    verdict: Verdict
+    message: str
+    observed: Any
+    fix: str | None  # what --fix does about it (None: nothing to fix, or nothing a tool can fix)
+    lines: list[int]  # where the offending rows are in the file (line of JSONL, data row otherwise), first 20
+
+
+class PreparedFile(Record):
+    path: str
+    part: Literal["all", "train", "valid"]
+    rows: int
+
+
+class PrepareReport(Record):
+    """The JSON report of `tuneops prepare-data` (--report): the checks on the file as given and, with --fix,
+    the fixes applied, the files written and the checks on what was written."""
+
+    file: str
+    rows: int
+    task: str
+    length_unit: Literal["tokens", "characters"]
+    max_length: int
+    checks: list[PrepCheck]
+    fixes_applied: list[str]
+    after_fix: list[PrepCheck]
+    written: list[PreparedFile]
+    separator: str
+    stop: str
+    reminders: list[str]
+
+
+# --- end of prepare-data ------------------------------------------------------------------------------------

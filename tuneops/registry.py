@@ -16,9 +16,9 @@ import yaml
 from tuneops.errors import TransientError, UserError
 from tuneops.files import read_json, sha256_file
 from tuneops.integrity import outs_by_stage, read_lock
-from tuneops.modeling import load_trained
-from tuneops.params import RegisterParams, tracking_uri
-from tuneops.records import Champion, Metrics, Registration
+from tuneops.modeling import is_generator, load_trained
+from tuneops.params import GenerationParams, RegisterParams, tracking_uri
+from tuneops.records import Champion, GenerationMetrics, Metrics, Registration
 
 
 def no_such_model_or_alias(error_code: str, message: str) -> bool:
@@ -123,7 +123,7 @@ def flat(prefix: str, value: Any) -> dict[str, Any]:
     return {prefix: value}
 
 
-def metric_numbers(metrics: Metrics) -> dict[str, float]:
+def metric_numbers(metrics: Metrics | GenerationMetrics) -> dict[str, float]:
     """Every number of the test/train/gap scores but the confusion matrix, under MLflow's names (`test_accuracy`,
     `test_per_class_positive_f1`, ...): the registration record, the run and the champion lookup share them."""
     return {
@@ -156,18 +156,64 @@ def workspace_lineage(manifest_path: Path, lock_path: Path) -> dict[str, str]:
 
 
 def log_model(model_dir: Path, name: str) -> Any:
-    """Log the candidate as an MLflow transformers model and register it as a new version of `name`."""
+    """Log the candidate as an MLflow transformers model (text-classification or text-generation) and register it
+    as a new version of `name`."""
     import mlflow
 
     model, tokenizer = load_trained(str(model_dir))
     return mlflow.transformers.log_model(
         transformers_model={"model": model, "tokenizer": tokenizer},
         name="model",
-        task="text-classification",
+        task="text-generation" if is_generator(model) else "text-classification",
         registered_model_name=name,
         pip_requirements=pip_requirements(),
         save_pretrained=True,
     )
+
+
+# Version tags a server reads to ask a generation model the way it was taught.
+TASK_TAG, STOP_TAG, MAX_NEW_TOKENS_TAG, CHAT_TEMPLATE_TAG = (
+    "tuneops.task",
+    "tuneops.stop",
+    "tuneops.max_new_tokens",
+    "tuneops.chat_template",
+)
+
+
+def generation_tags(generation: GenerationParams) -> dict[str, str]:
+    return {
+        TASK_TAG: "generation",
+        STOP_TAG: json.dumps(generation.stop),
+        MAX_NEW_TOKENS_TAG: str(generation.max_new_tokens),
+        CHAT_TEMPLATE_TAG: generation.chat_template.model_dump_json(),
+    }
+
+
+def version_tags(register: RegisterParams, version: int | None = None) -> dict[str, str]:
+    """The tags of a registered version (the alias's by default): a generation model's settings live there."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri(register))
+    found = client.get_model_version(register.model_name, str(version)) if version else alias_version(register, client)
+    return dict(found.tags) if found is not None else {}
+
+
+def registered_generation(register: RegisterParams, version: int | None = None) -> tuple[list[str], int] | None:
+    """(stop sequences, max_new_tokens) a registered generation model was evaluated with; None when the
+    version has no such tags (registered before tuneops tagged them: the caller falls back to params.yaml)."""
+    tags = version_tags(register, version)
+    if STOP_TAG not in tags:
+        return None
+    return json.loads(tags[STOP_TAG]), int(tags[MAX_NEW_TOKENS_TAG])
+
+
+def tag_generation(register: RegisterParams, version: str, generation: GenerationParams) -> None:
+    """The generation settings the version was trained and evaluated with, as tags of that version."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri(register))
+    for key, value in generation_tags(generation).items():
+        client.set_model_version_tag(register.model_name, version, key, value)
 
 
 def set_alias(register: RegisterParams, version: str) -> None:

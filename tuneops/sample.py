@@ -74,18 +74,26 @@ TIME = ["5pm", "noon", "8:30", "10am", "half past six"]
 ENDINGS = ["", "", "!", "!!", ".", " :)", " :(", " lol", " #mood", "..."]
 
 
-def _text(label: str, rng: random.Random) -> str:
+def _text_and_span(label: str, rng: random.Random) -> tuple[str, str]:
+    """A text and the span of it that carries its sentiment (the whole text when neutral, as in Kaggle's)."""
     slots = {"thing": rng.choice(THINGS), "who": rng.choice(WHO), "when": rng.choice(WHEN), "time": rng.choice(TIME)}
     if label == "neutral":
-        text = rng.choice(NEUTRAL).format(**slots)
+        template = rng.choice(NEUTRAL)
+        text, span = template.format(**slots), None
     else:
-        text = rng.choice(OPINION).format(
-            feeling=rng.choice(FEELING[label]), verdict=rng.choice(VERDICT[label]), **slots
-        )
+        template = rng.choice(OPINION)
+        feeling, verdict = rng.choice(FEELING[label]), rng.choice(VERDICT[label])
+        text = template.format(feeling=feeling, verdict=verdict, **slots)
+        span = feeling if "{feeling}" in template else verdict
     ending = rng.choice(ENDINGS)
     if label == "neutral" and ending in (" :)", " :("):
         ending = ""  # a smiley is a sentiment
-    return (text[0].upper() + text[1:] if rng.random() < 0.5 else text) + ending
+    text = (text[0].upper() + text[1:] if rng.random() < 0.5 else text) + ending
+    return text, span or text
+
+
+def _text(label: str, rng: random.Random) -> str:
+    return _text_and_span(label, rng)[0]
 
 
 def sample_texts(n: int = 900, seed: int = 0) -> pd.DataFrame:
@@ -100,9 +108,22 @@ def sample_texts(n: int = 900, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["text", "sentiment"])
 
 
+def sample_spans(n: int = 900, seed: int = 0) -> pd.DataFrame:
+    """sample_texts with Kaggle's span-extraction column: `selected_text`, the words that carry the sentiment."""
+    rng, seen, rows = random.Random(seed), set(), []
+    while len(rows) < n:
+        label = LABELS[len(rows) % len(LABELS)]
+        text, span = _text_and_span(label, rng)
+        if text.lower() not in seen:
+            seen.add(text.lower())
+            rows.append((text, span, label))
+    return pd.DataFrame(rows, columns=["text", "selected_text", "sentiment"])
+
+
 def write_sample(dest: Path, n_train: int = 600, n_test: int = 150, seed: int = 0) -> Path:
-    """train.csv + test.csv in `dest`, the layout of the Kaggle tweets (a folder of split files)."""
-    df = sample_texts(n_train + n_test, seed)
+    """train.csv + test.csv in `dest`, the layout of the Kaggle tweets (a folder of split files): text,
+    selected_text (the span carrying the sentiment, for task: generation) and sentiment."""
+    df = sample_spans(n_train + n_test, seed)
     dest.mkdir(parents=True, exist_ok=True)
     df.iloc[:n_train].to_csv(dest / "train.csv", index=False)
     df.iloc[n_train:].to_csv(dest / "test.csv", index=False)

@@ -1,56 +1,57 @@
-"""HTTP serving of the champion: POST /predict (a JSON list of texts), GET /health.
+"""HTTP serving of registered models: OpenAI's API (GET /v1/models, POST /v1/completions, POST /v1/chat/completions;
+tuneops/openai_api.py) for every registered version, and POST /predict, GET /health for the default model.
 
     tuneops serve --port 8000
 
-Serving the alias, the server asks the registry at most every --refresh-seconds which version the alias points
-at and swaps in a new one once it has loaded; a pinned --model-version never moves. Every answer names the version
-that gave it (`"model"` in the body, `X-Model-Version` in the headers).
+The default model is the register.alias (champion) of params.yaml's register.model_name, or a pinned
+--model-version. Versions load from the MLflow registry on first use into a bounded LRU cache, and an alias is
+followed: at most every --refresh-seconds the server asks the registry where it points and swaps in a moved
+alias's version once loaded (tuneops/catalog.py). Every /predict answer names the version that gave it (`"model"`
+in the body, `X-Model-Version` in the headers).
+
+Concurrent requests are batched (tuneops/batching.py): one worker thread owns the models and runs one forward pass
+for what arrived within serve.batch_window_ms, up to serve.max_batch_size rows.
 
 Binds 127.0.0.1 by default. Any other address needs an API key in TUNEOPS_API_KEY, and then every route but
-/health needs `Authorization: Bearer <key>`. A body over --max-body-bytes is refused with a 413 before it is
+/health needs `Authorization: Bearer <key>`. A body over serve.max_body_bytes is refused with a 413 before it is
 read in full; too many texts or a text too long get a 413 saying which limit; a text that is not valid Unicode a
-400 naming it. No error repeats the input.
+400 naming it. No error repeats the input. Errors on /v1 routes have OpenAI's shape.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import logging
+import math
 import os
-import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tuneops.batching import Batcher, Job
+from tuneops.catalog import Catalog, ModelHolder, ModelInfo, ModelNotFound, Served
 from tuneops.errors import UserError
-from tuneops.modeling import predict_texts
-from tuneops.params import RegisterParams
-from tuneops.runner import redact
+from tuneops.finetune_api import router as finetune_router
+from tuneops.openai_api import NOTHING_REGISTERED, VERSION_HEADER, APIError, install_error_handlers, is_api_path
+from tuneops.openai_api import router as openai_router
+
+__all__ = ["ModelHolder", "ModelInfo", "Served", "create_app", "serve"]
 
 log = logging.getLogger("tuneops.serve")
 
 API_KEY_ENV = "TUNEOPS_API_KEY"
-VERSION_HEADER = "X-Model-Version"
 OPEN_PATHS = frozenset({"/health"})  # what a load balancer probes without a key
 MAX_ERRORS_SHOWN = 10  # a 1 MiB list of numbers is 500k validation errors; a few say what is wrong
-
-
-class ModelInfo(BaseModel):
-    """The registered version that answered a request."""
-
-    name: str
-    version: str
-    alias: str | None = Field(description="the alias followed, or null for a pinned --model-version")
-    model_uri: str = Field(description="the exact version, models:/<name>/<version>")
 
 
 class PredictRequest(BaseModel):
@@ -69,108 +70,33 @@ class PredictResponse(BaseModel):
 
 class HealthResponse(BaseModel):
     status: str
-    model: ModelInfo
+    model: ModelInfo | None
     labels: list[str]
 
 
 class Limits(BaseModel):
+    """What one request may ask (params.yaml `serve:` and the command line)."""
+
     max_texts: int = Field(default=256, gt=0)
     max_chars: int = Field(default=2000, gt=0)
     max_body_bytes: int = Field(default=1 << 20, gt=0)
+    max_upload_bytes: int = Field(default=512 << 20, gt=0)  # POST /v1/files: training files run larger
+    max_tokens_limit: int = Field(default=512, gt=0)
 
 
-@dataclass(frozen=True)
-class Served:
-    """A loaded version: what predicts and what it is. Requests take one and use it throughout, so a swap
-    mid-request never mixes one version's model with another's name."""
-
-    model: Any
-    tokenizer: Any
-    info: ModelInfo
-
-    @property
-    def labels(self) -> list[str]:
-        return [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
+class Batching(BaseModel):
+    window_ms: float = Field(default=50.0, ge=0)
+    max_batch_size: int = Field(default=32, gt=0)
 
 
-VersionLookup = Callable[[], str | None]  # the version the alias points at now, None when it points nowhere
-VersionLoader = Callable[[str], Served]
+def refuse(scope: Scope, status: int, message: str, code: str | None = None, headers: Any = None) -> JSONResponse:
+    """A refusal before the app runs: OpenAI's error shape on /v1 routes, `{"detail": ...}` elsewhere."""
+    if is_api_path(scope["path"]):
+        return APIError(status, message, code=code).response(headers)
+    return JSONResponse({"detail": message}, status_code=status, headers=headers)
 
 
-class ModelHolder:
-    """The version that answers. Following an alias, one request at a time checks it (at most every
-    `refresh_seconds`) and loads a moved alias's version; the others keep answering with the current one
-    meanwhile, and a failed lookup or load keeps it too."""
-
-    def __init__(
-        self,
-        served: Served,
-        lookup: VersionLookup | None = None,
-        load: VersionLoader | None = None,
-        refresh_seconds: float = 30.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        if (lookup is None) != (load is None):
-            raise ValueError("following an alias needs both a version lookup and a loader")
-        if refresh_seconds < 0:
-            raise ValueError(f"refresh_seconds must be >= 0, not {refresh_seconds}")
-        self._served, self._lookup, self._load = served, lookup, load
-        self._refresh_seconds, self._clock = refresh_seconds, clock
-        self._lock = threading.Lock()
-        self._checking = False
-        self._checked_at = clock()
-
-    @property
-    def served(self) -> Served:
-        """The version answering now, without checking the alias."""
-        return self._served
-
-    def current(self) -> Served:
-        """The version to answer this request with, after the alias check when one is due."""
-        if self._lookup is None or not self._claim_check():
-            return self._served
-        try:
-            self._check()
-        finally:
-            with self._lock:
-                self._checking = False
-        return self._served
-
-    def _claim_check(self) -> bool:
-        """True for the one request that does a due check; a lookup per request would hammer the registry."""
-        with self._lock:
-            now = self._clock()
-            if self._checking or now - self._checked_at < self._refresh_seconds:
-                return False
-            self._checking, self._checked_at = True, now
-            return True
-
-    def _check(self) -> None:
-        old = self._served.info
-        try:
-            version = self._lookup()
-        except Exception as exc:  # the registry being down must not take serving down with it
-            log.warning("keeping version %s: looking up alias %s failed: %s", old.version, old.alias, _why(exc))
-            return
-        if version is None:
-            log.warning("keeping version %s: alias %s points at no version", old.version, old.alias)
-            return
-        if version == old.version:
-            return
-        log.info("alias %s moved from version %s to %s: loading it", old.alias, old.version, version)
-        try:
-            new = self._load(version)  # no lock held: other requests keep answering with the old version
-        except Exception as exc:
-            log.warning("keeping version %s: loading version %s failed: %s", old.version, version, _why(exc))
-            return
-        self._served = new  # one reference swap: a request sees the old version or the new one, never a mix
-        log.info("now serving %s", new.info.model_uri)
-
-
-def _why(exc: BaseException) -> str:
-    """An exception as one log line, with any credentials in a tracking URI masked."""
-    first = (str(exc).strip().splitlines() or [""])[0]
-    return redact(f"{type(exc).__name__}: {first}")
+UPLOAD_PATH = "/v1/files"
 
 
 class BodyTooLarge(HTTPException):
@@ -182,30 +108,33 @@ class BodyTooLarge(HTTPException):
 
 
 class BodyLimit:
-    """Refuses a body over `max_bytes` with 413 before the app reads it in full: at once when Content-Length says
-    so, and as soon as the count passes the cap when the body streams in chunks."""
+    """Refuses a body over its cap with 413 before the app reads it in full: at once when Content-Length says
+    so, and as soon as the count passes the cap when the body streams in chunks. Uploads to UPLOAD_PATH (training
+    files) have a cap of their own."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, max_upload_bytes: int | None = None) -> None:
         self.app, self.max_bytes = app, max_bytes
+        self.max_upload_bytes = max_upload_bytes or max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        refusal = self._refusal(_header(scope, b"content-length"))
+        cap = self.max_upload_bytes if scope["path"].rstrip("/") == UPLOAD_PATH else self.max_bytes
+        refusal = self._refusal(_header(scope, b"content-length"), cap)
         if refusal is not None:
-            await JSONResponse({"detail": refusal.detail}, status_code=refusal.status_code)(scope, receive, send)
+            await refuse(scope, refusal.status_code, refusal.detail)(scope, receive, send)
             return
-        await self.app(scope, self._counting(receive), send)
+        await self.app(scope, self._counting(receive, cap), send)
 
-    def _refusal(self, declared: str | None) -> HTTPException | None:
+    def _refusal(self, declared: str | None, cap: int) -> HTTPException | None:
         if declared is not None and not declared.isdigit():
             return HTTPException(400, "Content-Length is not a number")
-        if declared is not None and int(declared) > self.max_bytes:
-            return BodyTooLarge(self.max_bytes)
+        if declared is not None and int(declared) > cap:
+            return BodyTooLarge(cap)
         return None
 
-    def _counting(self, receive: Receive) -> Receive:
+    def _counting(self, receive: Receive, cap: int) -> Receive:
         """`receive`, raising once the body so far passes the cap (a chunked body declares no length)."""
         seen = 0
 
@@ -213,8 +142,8 @@ class BodyLimit:
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise BodyTooLarge(self.max_bytes)
+            if seen > cap:
+                raise BodyTooLarge(cap)
             return message
 
         return counted
@@ -231,7 +160,7 @@ class BearerAuth:
             await self.app(scope, receive, send)
             return
         detail = f"missing or wrong API key: send Authorization: Bearer <the key in {API_KEY_ENV}>"
-        response = JSONResponse({"detail": detail}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        response = refuse(scope, 401, detail, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
         await response(scope, receive, send)
 
     def _authorized(self, scope: Scope) -> bool:
@@ -279,46 +208,72 @@ def check_texts(texts: list[str], limits: Limits) -> None:
 
 
 def create_app(
-    served: Served,
+    catalog: Catalog,
+    default_model: str,
     limits: Limits | None = None,
     *,
-    lookup: VersionLookup | None = None,
-    load: VersionLoader | None = None,
-    refresh_seconds: float = 30.0,
+    batching: Batching | None = None,
     api_key: str | None = None,
-    clock: Callable[[], float] = time.monotonic,
 ) -> FastAPI:
-    """The app answering with `served`; with `lookup` and `load`, following the alias they read."""
-    limits = limits or Limits()
-    models = ModelHolder(served, lookup, load, refresh_seconds, clock)
-    app = FastAPI(title="tuneops", description="Sentiment of texts, from the registered champion.")
-    app.state.models = models
-    app.state.secured = api_key is not None
-    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    """The app answering for every model of `catalog`; /predict and /health with `default_model` (an id)."""
+    limits, batching = limits or Limits(), batching or Batching()
+    batcher = Batcher(batching.window_ms / 1000, batching.max_batch_size)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        batcher.close()
+
+    app = FastAPI(title="tuneops", description="Registered models, over OpenAI's API and /predict.", lifespan=lifespan)
+    app.state.catalog, app.state.batcher, app.state.limits = catalog, batcher, limits
+    app.state.default_model, app.state.secured = default_model, api_key is not None
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes, max_upload_bytes=limits.max_upload_bytes)
     if api_key is not None:
         app.add_middleware(BearerAuth, api_key=api_key)  # added last, so outermost: no key, nothing read
 
-    @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(short_errors(list(exc.errors())), status_code=422)
 
+    install_error_handlers(app, validation_error)
+    app.include_router(openai_router)
+    app.include_router(finetune_router)  # files and fine-tuning jobs (tuneops.finetune_api)
+
+    async def default() -> Served:
+        try:
+            return await run_in_threadpool(catalog.get, default_model)
+        except ModelNotFound as exc:
+            what = NOTHING_REGISTERED if exc.nothing_registered else f"no registered version answers to {default_model}"
+            raise HTTPException(503 if exc.nothing_registered else 404, what) from None
+
     @app.get("/health")
-    def health(response: Response) -> HealthResponse:
-        now = models.current()
+    async def health(response: Response) -> HealthResponse:
+        """The default model and its labels; no paths. 503 while nothing is registered."""
+        now = await default()
         response.headers[VERSION_HEADER] = now.info.version
         return HealthResponse(status="ok", model=now.info, labels=now.labels)
 
     @app.post("/predict")
-    def predict(request: PredictRequest | list[str], response: Response) -> PredictResponse:
+    async def predict(request: PredictRequest | list[str], response: Response) -> PredictResponse:
         """A JSON list of texts, or {"texts": [...]}: a label and class probabilities for each."""
         texts = request.texts if isinstance(request, PredictRequest) else request
         check_texts(texts, limits)
-        now = models.current()
+        now = await default()
+        if now.generates:
+            raise HTTPException(400, f"{default_model} generates text: use POST /v1/completions")
         response.headers[VERSION_HEADER] = now.info.version
-        results = predict_texts(now.model, now.tokenizer, texts, now.tokenizer.model_max_length)
-        return PredictResponse(model=now.info, predictions=[Prediction(**r) for r in results])
+        job = Job(now, texts, None, asyncio.get_running_loop(), truncate=True)
+        batcher.submit(job)
+        kind, results = await job.events.get()
+        if kind == "error":
+            raise results
+        return PredictResponse(model=now.info, predictions=[prediction(r) for r in results])
 
     return app
+
+
+def prediction(row: Any) -> Prediction:
+    probabilities = {label: round(math.exp(lp), 6) for label, lp in row.logprobs.items()}
+    return Prediction(label=row.label, probabilities=probabilities)
 
 
 def is_loopback(host: str) -> bool:
@@ -344,58 +299,35 @@ def check_exposure(host: str, api_key: str | None) -> None:
         )
 
 
-def registry_loader(register: RegisterParams, alias: str | None) -> VersionLoader:
-    """Loads a version by number, so what is reported is exactly what was loaded even if the alias moves again."""
-    from tuneops.registry import load_registered, model_uri
-
-    def load(version: str) -> Served:
-        model, tokenizer = load_registered(register, int(version))
-        uri = model_uri(register, int(version))
-        return Served(
-            model, tokenizer, ModelInfo(name=register.model_name, version=version, alias=alias, model_uri=uri)
-        )
-
-    return load
+def default_model_id(register: Any, version: int | None) -> str:
+    """/predict's model: a pinned version, or the alias (champion) of params.yaml's model."""
+    return f"{register.model_name}:{version}" if version is not None else f"{register.model_name}@{register.alias}"
 
 
-def alias_lookup(register: RegisterParams) -> VersionLookup:
-    """The version the alias points at, in one registry call (`champion` would fetch its run's metrics too).
-    A registry that does not answer raises (TransientError): the caller keeps what it serves."""
-    from mlflow import MlflowClient
-
-    from tuneops.params import tracking_uri
-    from tuneops.registry import alias_version
-
-    client = MlflowClient(tracking_uri(register))
-
-    def lookup() -> str | None:
-        version = alias_version(register, client)
-        return None if version is None else str(version.version)
-
-    return lookup
-
-
-def registry_source(
-    register: RegisterParams, version: int | None
-) -> tuple[Served, VersionLookup | None, VersionLoader | None]:
-    """The version to start with and, serving the alias, how to follow it; a pinned version never moves."""
-    from tuneops.registry import model_uri
-
-    if version is not None:
-        return registry_loader(register, None)(str(version)), None, None
-    lookup = alias_lookup(register)
-    current = lookup()
-    if current is None:
-        raise UserError(f"{model_uri(register)}: no version has that alias (run `dvc repro` to register a model)")
-    load = registry_loader(register, register.alias)
-    return load(current), lookup, load
+def warm_up(catalog: Catalog, default_model: str, pinned: bool) -> Served | None:
+    """Load the default model before serving; a pinned version that does not exist stops here."""
+    try:
+        return catalog.get(default_model)
+    except ModelNotFound as exc:
+        if pinned:
+            raise UserError(
+                f"{default_model}: no such registered version (`tuneops status` shows the champion)"
+            ) from None
+        why = NOTHING_REGISTERED if exc.nothing_registered else f"{default_model} points at no version yet"
+        log.warning("serving anyway: %s", why)
+        return None
 
 
 def serve(app: FastAPI, host: str, port: int, refresh_seconds: float) -> None:
     import uvicorn
 
-    info = app.state.models.served.info
-    following = f"following alias {info.alias}, checked every {refresh_seconds:g} s" if info.alias else "pinned"
     access = "API key required except on /health" if app.state.secured else "no API key (loopback only)"
-    log.info("serving %s (%s) on http://%s:%d; %s", info.model_uri, following, host, port, access)
+    log.info(
+        "serving every registered model (default %s; aliases checked every %g s) on http://%s:%d/v1; %s",
+        app.state.default_model,
+        refresh_seconds,
+        host,
+        port,
+        access,
+    )
     uvicorn.run(app, host=host, port=port, log_level="info")

@@ -21,8 +21,10 @@ def subset(df: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
 
 
 def usable(df: pd.DataFrame) -> pd.Series:
-    """Rows with some text: validate reported the empty ones, and a zero-token input has no last token."""
-    return df["text"].notna() & (df["text"].str.strip() != "")
+    """Rows with something to learn: validate reported the others. A classifier needs some text (a zero-token
+    input has no last token to pool); a completion needs some completion (the prompt may be empty)."""
+    column = "completion" if "completion" in df.columns else "text"
+    return df[column].notna() & (df[column].str.strip() != "")
 
 
 def length_stats(lengths: np.ndarray, max_length: int) -> LengthStats:
@@ -52,3 +54,23 @@ def load_processed(processed_dir: Path) -> Any:
 
     datasets.disable_caching()
     return datasets.load_from_disk(str(processed_dir), keep_in_memory=True)
+
+
+def encode_pairs(df: pd.DataFrame, tokenizer: Any, max_length: int) -> tuple[dict[str, list], LengthStats]:
+    """prompt + completion + eos as one sequence of ids, where the completion starts (`prompt_length`), and the
+    pair's texts.
+
+    Prompt and completion are tokenized apart, so the boundary is exact (a completion starts with its own
+    space, as prepare-data recommends). A pair longer than max_length is dropped, not cut: a cut completion would
+    teach the model to stop mid-answer, a cut prompt to answer a question it did not see. The stats count them.
+    """
+    prompts = tokenizer(df["prompt"].tolist())["input_ids"]
+    completions = tokenizer(df["completion"].tolist())["input_ids"]
+    ids = [p + c + [tokenizer.eos_token_id] for p, c in zip(prompts, completions, strict=True)]
+    stats = length_stats(np.array([len(x) for x in ids]), max_length)
+    fits = [i for i, x in enumerate(ids) if len(x) <= max_length]
+    columns = {"input_ids": [ids[i] for i in fits], "prompt_length": [len(prompts[i]) for i in fits]}
+    # the texts too: evaluate generates for these prompts and compares with these completions
+    for name in ("prompt", "completion", "source_text"):
+        columns[name] = [df[name].iloc[i] for i in fits]
+    return columns, stats

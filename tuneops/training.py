@@ -17,11 +17,19 @@ from typing import Any
 
 import numpy as np
 from pydantic import BaseModel
-from transformers import TrainerCallback
+from transformers import Trainer, TrainerCallback
 
+from tuneops.devices import hardware, training_settings
 from tuneops.files import remove, staged_dir, write_json
-from tuneops.metrics import trainer_metrics
-from tuneops.modeling import configure_padding, fuse_gelu, load_classifier, native_bf16, set_threads
+from tuneops.metrics import token_accuracy_metrics, trainer_metrics
+from tuneops.modeling import (
+    CompletionCollator,
+    configure_padding,
+    fuse_gelu,
+    load_causal_lm,
+    load_classifier,
+    set_threads,
+)
 from tuneops.params import ModelParams, RegisterParams, TrainParams, tracking_uri
 from tuneops.records import EpochRow
 
@@ -130,15 +138,34 @@ def prepare_checkpoints(checkpoint_dir: Path, fingerprint_: str) -> Path | None:
     return None
 
 
-def build_model(model: ModelParams, train: TrainParams, labels: list[str], tokenizer: Any) -> Any:
+def prepare_checkpoints_once(args: Any, checkpoint_dir: Path, fingerprint_: str) -> Path | None:
+    """prepare_checkpoints under torchrun too: rank 0 decides and prepares while the other ranks wait (the
+    Trainer's barrier); then they resume from the same checkpoint, the last one it kept (none after a fresh
+    start, which empties the folder). A rank that decided alone could empty the folder another resumes from."""
+    with args.main_process_first(local=False, desc="preparing the checkpoints"):
+        if args.process_index == 0:
+            return prepare_checkpoints(checkpoint_dir, fingerprint_)
+        kept = sorted(checkpoint_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+        return kept[-1] if kept else None
+
+
+def build_model(
+    model: ModelParams, train: TrainParams, labels: list[str], tokenizer: Any, generator: bool = False
+) -> Any:
+    """A sequence classifier with a fresh head for `labels`, or (generator) the causal LM itself."""
     from transformers import set_seed
 
     set_seed(train.args.seed)  # the classifier head is initialised here: two runs must start from the same one
-    net = load_classifier(model.name, labels, tokenizer, model.revision)
+    if generator:
+        net = load_causal_lm(model.name, tokenizer, model.revision)
+    else:
+        net = load_classifier(model.name, labels, tokenizer, model.revision)
     if train.method == "lora":
         from peft import LoraConfig, TaskType, get_peft_model
 
-        lora = LoraConfig(task_type=TaskType.SEQ_CLS, **train.lora.model_dump())  # the head is trained in full
+        # a classifier's head is trained in full; a causal LM's head is tied to its embeddings
+        task = TaskType.CAUSAL_LM if generator else TaskType.SEQ_CLS
+        lora = LoraConfig(task_type=task, **train.lora.model_dump())
         net = get_peft_model(net, lora)
         trainable, total = net.get_nb_trainable_parameters()
         log.info("LoRA: training %d of %d parameters (%.2f%%)", trainable, total, 100 * trainable / total)
@@ -146,43 +173,100 @@ def build_model(model: ModelParams, train: TrainParams, labels: list[str], token
 
 
 def build_trainer(
-    net: Any, tokenizer: Any, datasets: Any, train: TrainParams, output_dir: Path, report_to: list[str] | None = None
+    net: Any,
+    tokenizer: Any,
+    datasets: Any,
+    train: TrainParams,
+    output_dir: Path,
+    report_to: list[str] | None = None,
+    prompt_loss_weight: float | None = None,
 ) -> Any:
-    """The Trainer exactly as the stage configures it (the speed benchmark calls this too)."""
-    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainingArguments
+    """The Trainer exactly as the stage configures it (the speed benchmark calls this too).
 
-    set_threads(train.num_threads)
+    `prompt_loss_weight` set (task: generation): prompt+completion batches masked by position, loss on the
+    completions (and the prompts by that weight), token accuracy on completions as the metric.
+    """
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, TrainingArguments
+
+    generator = prompt_loss_weight is not None
+
+    hw = hardware()
+    if train.num_threads is not None or not hw.cuda:  # a GPU's processes keep torch's (torchrun's) thread count
+        set_threads(train.num_threads)
     fuse_gelu(net)
     settings = train.args.model_dump(exclude_none=True)
-    if settings["bf16"] and not native_bf16():  # emulated bf16 is several times slower than fp32
-        log.warning("bf16: this machine has no native bf16 (AMX/AVX512-BF16 or a bf16 GPU): training in fp32")
-        settings["bf16"] = False
+    on_device, why = training_settings(settings["bf16"], hw)  # bf16, else fp16 on a GPU or fp32; pinned loading
+    if why:
+        log.warning("%s", why)
+    settings.update(on_device)
     args = TrainingArguments(
         output_dir=str(output_dir),
         report_to=report_to or [],
         use_cpu=not has_accelerator(),
         greater_is_better=train.args.metric_for_best_model != "loss",
         disable_tqdm=False,
+        # generation rows carry prompt_length (and their texts), which the model's forward does not take but
+        # the collator needs: the Trainer must not drop them
+        remove_unused_columns=not generator,
         **settings,
     )
-    callbacks = [EarlyStoppingCallback(train.early_stopping_patience)] if "validation" in datasets else []
+    # early stopping needs evaluations to compare: none without a validation split or with eval_strategy: no
+    evaluates = "validation" in datasets and train.args.eval_strategy != "no"
+    callbacks = [EarlyStoppingCallback(train.early_stopping_patience)] if evaluates else []
     if train.release_freed_memory and args.use_cpu and (trim := malloc_trim()) is not None:
         callbacks.append(ReleaseFreedMemory(trim))
-    trainer = Trainer(
+    if generator:
+        collator = CompletionCollator(tokenizer.pad_token_id, prompt_loss_weight, train.pad_to_multiple_of)
+        extra = {"compute_metrics": token_accuracy_metrics, "preprocess_logits_for_metrics": argmax_ids}
+    else:
+        collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=train.pad_to_multiple_of)
+        extra = {"compute_metrics": trainer_metrics}
+    trainer_class = CompletionTrainer if generator and prompt_loss_weight else Trainer
+    trainer = trainer_class(
         model=net,
         args=args,
         train_dataset=datasets["train"],
         eval_dataset=datasets.get("validation"),
-        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=train.pad_to_multiple_of),
+        data_collator=collator,
         processing_class=tokenizer,
-        compute_metrics=trainer_metrics,
         callbacks=callbacks,
+        **extra,
     )
     # transformers 5 sees GPT-2's **kwargs and expects the model to divide its loss by the items in the whole
-    # accumulated batch; a sequence classifier averages its own loss instead, so the Trainer would skip its
-    # division by gradient_accumulation_steps: gradients and logged loss would grow with accumulation.
-    trainer.model_accepts_loss_kwargs = False
+    # accumulated batch. A causal LM's own loss does (sum over completion tokens / tokens in the accumulated
+    # batch); a sequence classifier and CompletionTrainer average per batch instead, so the Trainer must divide by
+    # gradient_accumulation_steps itself, or gradients and logged loss would grow with accumulation.
+    trainer.model_accepts_loss_kwargs = generator and trainer_class is Trainer
     return trainer
+
+
+def argmax_ids(logits: Any, labels: Any) -> Any:
+    """Keep the predicted ids, not the logits: a validation split's logits over GPT-2's 50k vocabulary would
+    fill gigabytes before compute_metrics sees them."""
+    return logits.argmax(-1)
+
+
+def weighted_lm_loss(logits: Any, input_ids: Any, weights: Any) -> Any:
+    """Next-token cross-entropy of every position, weighted (prompt tokens by prompt_loss_weight, completion
+    tokens by 1, padding by 0), averaged over the weights."""
+    import torch.nn.functional as F
+
+    losses = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), input_ids[:, 1:].flatten(), reduction="none")
+    w = weights[:, 1:].flatten()
+    return (losses * w).sum() / w.sum().clamp(min=1e-8)
+
+
+class CompletionTrainer(Trainer):
+    """The Trainer with OpenAI's prompt_loss_weight: prompt tokens count in the loss by that weight."""
+
+    def compute_loss(
+        self, model: Any, inputs: dict, return_outputs: bool = False, num_items_in_batch: Any = None
+    ) -> Any:
+        weights, labels = inputs.pop("loss_weights"), inputs.pop("labels")
+        outputs = model(**inputs)
+        loss = weighted_lm_loss(outputs.logits, inputs["input_ids"], weights)
+        inputs["labels"] = labels  # evaluation measures token accuracy on the completion labels
+        return (loss, outputs) if return_outputs else loss
 
 
 class ReleaseFreedMemory(TrainerCallback):
@@ -226,19 +310,28 @@ def epoch_history(log_history: list[dict]) -> list[EpochRow]:
                 train_loss=round(float(np.mean(losses)), 5) if losses else None,
                 validation_loss=round(entry["eval_loss"], 5),
                 validation_accuracy=round(entry["eval_accuracy"], 5),
-                validation_macro_f1=round(entry["eval_macro_f1"], 5),
+                # generation: eval_accuracy is token accuracy on completions, and there is no macro-F1
+                validation_macro_f1=round(entry["eval_macro_f1"], 5) if "eval_macro_f1" in entry else None,
             )
             rows.append(row)
             losses = []
     return rows
 
 
-def save_candidate(trainer: Any, tokenizer: Any, max_length: int, out_dir: Path) -> None:
-    """The trained model (LoRA merged), its label names and the tokenizer, all or nothing."""
+def save_candidate(
+    trainer: Any, tokenizer: Any, max_length: int, out_dir: Path, max_new_tokens: int | None = None
+) -> None:
+    """The trained model (LoRA merged), its label names and the tokenizer, all or nothing. A causal LM keeps
+    its generation settings (`max_new_tokens`, eos, pad) in generation_config.json."""
     net = trainer.model
     if hasattr(net, "merge_and_unload"):  # LoRA: fold the adapters in, so inference needs no PEFT
         net = net.merge_and_unload()
     tokenizer.model_max_length = max_length  # predict truncates exactly as training did
+    if max_new_tokens is not None:
+        net.generation_config.max_new_tokens = max_new_tokens
+        net.generation_config.max_length = None  # max_new_tokens rules; both set makes generate() warn
+        net.generation_config.eos_token_id = tokenizer.eos_token_id
+        net.generation_config.pad_token_id = tokenizer.pad_token_id
     with staged_dir(out_dir) as staging:
         configure_padding(net, tokenizer).save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)

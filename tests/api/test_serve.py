@@ -1,6 +1,7 @@
-"""`tuneops serve` in-process: the version that answers and how it follows the alias, the body cap, errors that
-never repeat the input, texts that are not valid Unicode, and the API key off loopback. A tiny GPT-2 from the
-offline sample stands in for registered versions; the alias lookup and the loader are plain functions."""
+"""`tuneops serve` in-process, /predict and /health: the version that answers and how it follows the alias, the
+body cap, errors that never repeat the input, texts that are not valid Unicode, and the API key off loopback. A
+tiny GPT-2 from the offline sample stands in for registered versions; the registry's alias lookup and loader are
+plain functions here (tests/api/test_openai_api.py serves from a real MLflow registry)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from starlette.responses import JSONResponse
 
 from tests.conftest import LABELS
+from tuneops.catalog import Card, Catalog
 from tuneops.errors import UserError
 from tuneops.params import RegisterParams
-from tuneops.serving import Limits, ModelInfo, Served, check_exposure, create_app, is_loopback, registry_source
+from tuneops.serving import Limits, ModelInfo, Served, check_exposure, create_app, is_loopback, warm_up
 
 NAME = "sentiment"
 KEY = "k3y-only-the-client-knows"
@@ -43,6 +46,36 @@ def version(classifier: Any, tokenizer: Any) -> Callable[..., Served]:
     return make
 
 
+class Versions:
+    """The registry as serving asks it: where the alias points (`lookup`) and a version by number (`load`)."""
+
+    def __init__(self, load: Callable[[str], Served], lookup: Callable[[], str | None] = lambda: None) -> None:
+        self._load, self._lookup = load, lookup
+
+    def cards(self) -> list[Card]:
+        return []
+
+    def alias_version(self, name: str, alias: str) -> str | None:
+        return self._lookup()
+
+    def load(self, name: str, version: str) -> Served | None:
+        return self._load(version)
+
+
+def app_for(
+    load: Callable[..., Served],
+    lookup: Callable[[], str | None] | None = None,
+    limits: Limits | None = None,
+    refresh_seconds: float = 30.0,
+    **kwargs: Any,
+) -> Any:
+    """The app serving NAME: pinned to version 3 without `lookup`, else following its champion alias."""
+    api_key = kwargs.pop("api_key", None)
+    catalog = Catalog(Versions(load, lookup or (lambda: None)), 2, refresh_seconds=refresh_seconds, **kwargs)
+    default = f"{NAME}@champion" if lookup is not None else f"{NAME}:3"
+    return create_app(catalog, default, limits, api_key=api_key)
+
+
 def answered_by(response: Any) -> str:
     assert response.status_code == 200, response.text
     assert response.headers["X-Model-Version"] == response.json()["model"]["version"]
@@ -50,7 +83,7 @@ def answered_by(response: Any) -> str:
 
 
 def test_predict_and_health_name_the_version_that_answered(version, sample):
-    client = TestClient(create_app(version("3", alias=None)))
+    client = TestClient(app_for(lambda n: version(n, alias=None)))
     ok = client.post("/predict", json=["so happy", "so sad"])
     assert answered_by(ok) == "3"
     assert ok.json()["model"] == {"name": NAME, "version": "3", "alias": None, "model_uri": f"models:/{NAME}/3"}
@@ -61,19 +94,19 @@ def test_predict_and_health_name_the_version_that_answered(version, sample):
 
 
 def test_the_server_follows_the_alias_when_it_moves(version):
-    alias_points_at = iter(["1", "2", "2"])
+    alias_points_at = iter(["1", "1", "2", "2"])  # the first request finds the alias, then checks it
     loaded: list[str] = []
 
     def load(number: str) -> Served:
         loaded.append(number)
         return version(number)
 
-    app = create_app(version("1"), lookup=lambda: next(alias_points_at), load=load, refresh_seconds=0)
+    app = app_for(load, lambda: next(alias_points_at), refresh_seconds=0)
     client = TestClient(app)
     assert answered_by(client.post("/predict", json=["so happy"])) == "1"
     assert answered_by(client.post("/predict", json=["so happy"])) == "2"  # the champion moved
     assert answered_by(client.get("/health")) == "2"
-    assert loaded == ["2"]  # loaded once, when it moved
+    assert loaded == ["1", "2"]  # each loaded once: on first use, and when the alias moved
 
 
 def test_the_alias_is_checked_at_most_every_refresh_seconds(version):
@@ -84,18 +117,18 @@ def test_the_alias_is_checked_at_most_every_refresh_seconds(version):
         lookups.append(now[0])
         return "2"
 
-    app = create_app(version("1"), lookup=lookup, load=version, refresh_seconds=30, clock=lambda: now[0])
+    app = app_for(version, lookup, refresh_seconds=30, clock=lambda: now[0])
     client = TestClient(app)
-    for t in (10.0, 29.0, 31.0, 40.0, 62.0):
+    for t in (10.0, 29.0, 31.0, 40.0, 62.0, 71.0):
         now[0] = t
         client.post("/predict", json=["ok"])
-    assert lookups == [31.0, 62.0]
+    assert lookups == [10.0, 40.0, 71.0]  # found on first use, then checked every 30 s at most
     assert answered_by(client.post("/predict", json=["ok"])) == "2"
 
 
 def test_a_failed_load_or_lookup_keeps_the_old_version_and_logs_why(version, caplog):
     caplog.set_level(logging.INFO, logger="tuneops.serve")
-    answers = iter([RuntimeError("registry unreachable"), "2"])
+    answers = iter(["1", RuntimeError("registry unreachable"), "2"])
 
     def lookup() -> str:
         answer = next(answers)
@@ -104,9 +137,11 @@ def test_a_failed_load_or_lookup_keeps_the_old_version_and_logs_why(version, cap
         return answer
 
     def load(number: str) -> Served:
-        raise OSError(f"artifacts of version {number} are missing")
+        if number != "1":
+            raise OSError(f"artifacts of version {number} are missing")
+        return version(number)
 
-    client = TestClient(create_app(version("1"), lookup=lookup, load=load, refresh_seconds=0))
+    client = TestClient(app_for(load, lookup, refresh_seconds=0))
     assert answered_by(client.post("/predict", json=["a"])) == "1"
     assert "keeping version 1: looking up alias champion failed: RuntimeError: registry unreachable" in caplog.text
     assert answered_by(client.post("/predict", json=["a"])) == "1"
@@ -114,7 +149,7 @@ def test_a_failed_load_or_lookup_keeps_the_old_version_and_logs_why(version, cap
 
 
 def test_a_body_over_the_cap_is_refused_short_and_without_the_input(version):
-    client = TestClient(create_app(version("1"), Limits(max_body_bytes=1000)))
+    client = TestClient(app_for(version, limits=Limits(max_body_bytes=1000)))
     big = json.dumps(["marker " * 200])
     refused = client.post("/predict", content=big, headers={"content-type": "application/json"})
     assert refused.status_code == 413 and refused.json() == {
@@ -127,7 +162,7 @@ def test_a_chunked_body_is_refused_as_soon_as_it_passes_the_cap(version):
     """No Content-Length: the body is counted as it arrives, and the rest is never read."""
     chunk = b'"' + b"x" * 1000 + b'",'
     chunks = [b"[", *[chunk] * 1000, b'"end"]']  # about 1 MB against a 10 kB cap
-    pulled, sent = asyncio.run(post_chunks(create_app(version("1"), Limits(max_body_bytes=10_000)), chunks))
+    pulled, sent = asyncio.run(post_chunks(app_for(version, limits=Limits(max_body_bytes=10_000)), chunks))
     assert sent[0]["status"] == 413 and b"request body over 10000 bytes" in sent[1]["body"]
     assert pulled <= 12  # about 10 kB of the 1 MB
 
@@ -167,7 +202,7 @@ async def post_chunks(app: Any, chunks: list[bytes]) -> tuple[int, list[dict[str
 
 
 def test_validation_errors_say_where_and_what_but_never_repeat_the_input(version):
-    client = TestClient(create_app(version("1")))
+    client = TestClient(app_for(version))
     wrong = client.post("/predict", json={"texts": "marker-of-the-input " * 50})
     assert wrong.status_code == 422 and "marker-of-the-input" not in wrong.text
     assert all(set(e) == {"loc", "msg"} for e in wrong.json()["detail"])
@@ -177,7 +212,7 @@ def test_validation_errors_say_where_and_what_but_never_repeat_the_input(version
 
 
 def test_a_lone_surrogate_is_a_400_naming_the_text_not_a_500(version):
-    client = TestClient(create_app(version("1")))
+    client = TestClient(app_for(version))
     body = b'{"texts": ["fine", "\\ud800 x"]}'  # valid JSON, but no UTF-8 encodes it
     bad = client.post("/predict", content=body, headers={"content-type": "application/json"})
     assert bad.status_code == 400
@@ -185,7 +220,7 @@ def test_a_lone_surrogate_is_a_400_naming_the_text_not_a_500(version):
 
 
 def test_the_limits_on_texts_still_say_which(version):
-    client = TestClient(create_app(version("1"), Limits(max_texts=2, max_chars=10)))
+    client = TestClient(app_for(version, limits=Limits(max_texts=2, max_chars=10)))
     assert (
         client.post("/predict", json=["a", "b", "c"]).json()["detail"] == "too many texts: 3 > 2; send smaller batches"
     )
@@ -195,19 +230,19 @@ def test_the_limits_on_texts_still_say_which(version):
 
 def test_with_a_key_every_route_but_health_needs_the_bearer_token(version, caplog):
     caplog.set_level(logging.DEBUG)
-    client = TestClient(create_app(version("1"), api_key=KEY))
+    client = TestClient(app_for(version, api_key=KEY))
     assert client.get("/health").status_code == 200
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}, {"Authorization": f"Basic {KEY}"}):
         refused = client.post("/predict", json=["hi"], headers=headers)
         assert refused.status_code == 401 and refused.headers["WWW-Authenticate"] == "Bearer"
         assert KEY not in refused.text
     assert client.get("/docs").status_code == 401 and client.get("/openapi.json").status_code == 401
-    assert answered_by(client.post("/predict", json=["hi"], headers={"Authorization": f"Bearer {KEY}"})) == "1"
+    assert answered_by(client.post("/predict", json=["hi"], headers={"Authorization": f"Bearer {KEY}"})) == "3"
     assert KEY not in caplog.text
 
 
 def test_without_a_key_loopback_stays_open(version):
-    assert TestClient(create_app(version("1"))).post("/predict", json=["hi"]).status_code == 200
+    assert TestClient(app_for(version)).post("/predict", json=["hi"]).status_code == 200
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.10", "::1", "[::1]", "localhost", "LOCALHOST"])
@@ -241,32 +276,47 @@ def test_serve_on_all_addresses_without_a_key_refuses_to_start_in_one_line(tmp_p
     ]
 
 
-def register_params(tmp_path: Any) -> RegisterParams:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    return RegisterParams(model_name=NAME, tracking_uri=uri, experiment_name="e", alias="champion")
+def test_a_pinned_version_that_does_not_exist_stops_serve_in_one_line(store):
+    from tuneops.catalog import MlflowRegistry
+
+    catalog = Catalog(MlflowRegistry(store.register()), 1)
+    with pytest.raises(UserError, match="tuneops-tweet-sentiment:9: no such registered version"):
+        warm_up(catalog, "tuneops-tweet-sentiment:9", pinned=True)
 
 
-def test_a_pinned_version_never_follows_the_alias(tmp_path, monkeypatch, classifier, tokenizer):
-    import tuneops.registry
+def test_with_nothing_registered_serve_starts_and_says_what_to_run(tmp_path, caplog):
+    from tuneops.catalog import MlflowRegistry
 
-    asked: list[int | None] = []
+    register = RegisterParams(
+        model_name=NAME, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", experiment_name="e", alias="champion"
+    )
+    catalog = Catalog(MlflowRegistry(register), 1)
+    assert warm_up(catalog, f"{NAME}@champion", pinned=False) is None
+    assert "run `dvc repro`" in caplog.text
+    client = TestClient(create_app(catalog, f"{NAME}@champion"))
+    health = client.get("/health")
+    assert health.status_code == 503 and "run `dvc repro`" in health.json()["detail"]
+    missing = client.post("/v1/completions", json={"model": f"{NAME}@champion", "prompt": "hi"})
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
+    assert "`dvc repro` (or `tuneops demo`" in missing.json()["error"]["message"]
+    assert client.get("/v1/models").json() == {"object": "list", "data": []}
 
-    def load_registered(register: RegisterParams, number: int | None = None) -> tuple[Any, Any]:
-        asked.append(number)
-        return classifier, tokenizer
 
-    monkeypatch.setattr(tuneops.registry, "load_registered", load_registered)
-    served, lookup, load = registry_source(register_params(tmp_path), 3)
-    assert (lookup, load, asked) == (None, None, [3])
-    assert served.info == ModelInfo(name=NAME, version="3", alias=None, model_uri=f"models:/{NAME}/3")
+def test_training_file_uploads_have_their_own_cap():
+    """POST /v1/files carries whole training files: past the request cap, held to the upload cap."""
+    from starlette.applications import Starlette
+    from starlette.routing import Route
 
+    from tuneops.serving import BodyLimit
 
-def test_serving_an_alias_that_points_nowhere_is_one_line(tmp_path):
-    from mlflow import MlflowClient
+    async def size(request: Any) -> JSONResponse:
+        return JSONResponse({"bytes": len(await request.body())})
 
-    register = register_params(tmp_path)
-    with pytest.raises(UserError, match=f"models:/{NAME}@champion: no version has that alias"):
-        registry_source(register, None)  # no such model
-    MlflowClient(register.tracking_uri).create_registered_model(NAME)
-    with pytest.raises(UserError, match=f"models:/{NAME}@champion: no version has that alias"):
-        registry_source(register, None)  # the model, but no alias yet
+    paths = ("/v1/files", "/v1/completions")
+    app = Starlette(routes=[Route(path, size, methods=["POST"]) for path in paths])
+    app.add_middleware(BodyLimit, max_bytes=1000, max_upload_bytes=5000)
+    client = TestClient(app)
+    assert client.post("/v1/completions", content=b"x" * 2000).status_code == 413
+    assert client.post("/v1/files", content=b"x" * 2000).json() == {"bytes": 2000}
+    refused = client.post("/v1/files", content=b"x" * 6000)
+    assert refused.status_code == 413 and refused.json()["error"]["message"].startswith("request body over 5000")

@@ -43,7 +43,7 @@ def test_repro_registers_a_champion_with_its_evidence(registered):
     metrics = json.loads((path / "reports" / "metrics.json").read_text())
     assert set(metrics["test"]["per_class"]) == {"negative", "neutral", "positive"}
     assert sum(map(sum, metrics["test"]["confusion_matrix"])) == 150
-    assert (path / "reports" / "confusion_matrix.png").stat().st_size > 1000
+    assert (path / "reports" / "evaluation.png").stat().st_size > 1000
     history = json.loads((path / "reports" / "train_history.json").read_text())
     assert [row["epoch"] for row in history] == [1.0, 2.0] and history[0]["validation_accuracy"] is not None
     tokenization = json.loads((path / "reports" / "tokenization.json").read_text())

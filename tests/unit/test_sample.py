@@ -18,8 +18,12 @@ def test_the_sample_is_seeded_balanced_and_distinct():
 
 def test_the_sample_written_as_split_files(sample):
     train, test = (pd.read_csv(sample.data_dir / f"{s}.csv") for s in ("train", "test"))
-    assert (len(train), len(test)) == (600, 150) and list(train.columns) == ["text", "sentiment"]
+    assert (len(train), len(test)) == (600, 150) and list(train.columns) == ["text", "selected_text", "sentiment"]
     assert not set(train["text"].str.lower()) & set(test["text"].str.lower())
+    # the span that carries the sentiment is part of the text (the whole text when neutral), as in Kaggle's
+    assert all(span in text for text, span in zip(train["text"], train["selected_text"], strict=True))
+    neutral = train[train["sentiment"] == "neutral"]
+    assert (neutral["selected_text"] == neutral["text"]).all()
 
 
 def test_the_tokenizer_is_byte_level_bpe_with_eos_last_and_no_pad(sample):

@@ -65,3 +65,31 @@ def test_the_classifier_head_is_the_same_in_two_runs(sample, tokenizer):
     model = params.model.model_copy(update={"name": str(sample.model_dir)})
     first, second = (build_model(model, params.train, LABELS, tokenizer) for _ in range(2))
     assert first.score.weight.equal(second.score.weight)
+
+
+def test_a_causal_lm_trains_on_completions_and_prompt_loss_weight_counts_the_prompt(tokenizer, tmp_path):
+    """task: generation: the collator keeps prompt_length (the Trainer must not drop the column), the loss is
+    the model's own on completion labels, and with prompt_loss_weight the prompt's tokens add to it."""
+    import torch
+    from datasets import Dataset
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from tuneops.training import CompletionTrainer
+
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(tokenizer), n_layer=1, n_embd=16, n_head=2)
+    rows = {"input_ids": [[5, 6, 7, 8, tokenizer.eos_token_id]], "prompt_length": [2]}
+    data = {"train": Dataset.from_dict(rows), "validation": Dataset.from_dict(rows)}
+    train = short_run_train_params(1)  # eval_strategy no, with a validation split: no early stopping to trip on
+    plain = build_trainer(GPT2LMHeadModel(config), tokenizer, data, train, tmp_path / "a", prompt_loss_weight=0.0)
+    weighted = build_trainer(GPT2LMHeadModel(config), tokenizer, data, train, tmp_path / "b", prompt_loss_weight=0.5)
+    assert type(plain) is not CompletionTrainer and isinstance(weighted, CompletionTrainer)
+    batch = plain.data_collator([data["train"][0]])
+    assert batch["labels"].tolist()[0][:2] == [-100, -100] and "loss_weights" not in batch
+    plain.train()
+    assert plain.state.global_step == 1
+    model = weighted.model
+    wbatch = weighted.data_collator([data["train"][0]])
+    loss = weighted.compute_loss(model, dict(wbatch))
+    only_completion = model(input_ids=wbatch["input_ids"], labels=wbatch["labels"]).loss
+    assert not torch.isclose(loss, only_completion)  # the prompt's tokens count, by half
