@@ -67,12 +67,12 @@ def data_quality() -> list[QualityRecord] | None:
 
 
 def metrics() -> None:
-    if not METRICS_PATH.is_file():
+    m = _read(METRICS_PATH, GenerationMetrics | Metrics)  # each forbids the other's fields: the file decides
+    if m is None:
         return
-    if b'"task": "generation"' in METRICS_PATH.read_bytes():
-        generation_metrics(read_json(METRICS_PATH, GenerationMetrics))
+    if isinstance(m, GenerationMetrics):
+        generation_metrics(m)
         return
-    m = read_json(METRICS_PATH, Metrics)
     rows = [
         {"split": name, "accuracy": _fmt(s.accuracy), "macro_f1": _fmt(s.macro_f1), "loss": _fmt(s.loss)}
         for name, s in (("test", m.test), ("train", m.train))

@@ -53,11 +53,11 @@ from tuneops.paths import (
 from tuneops.records import Gap, GateVerdict, GenerationMetrics, GenerationSample, GenerationScores, Metrics
 from tuneops.registry import champion, registered_before
 from tuneops.runner import run_main, stage_parser
+from tuneops.splits import LABEL_LIKE  # completions that are labels: a confusion plot fits
 from tuneops.tokenization import load_processed
 
 log = logging.getLogger("tuneops.evaluate")
 SAMPLES_KEPT = 200  # lines of reports/samples.jsonl: enough to read, small enough for git diffs and artifacts
-LABEL_LIKE = 20  # at most this many distinct expected answers: completions are labels, a confusion plot fits
 
 
 def evaluate(params: Params, candidate_dir: Path = CANDIDATE_DIR, processed_dir: Path = PROCESSED_DIR) -> GateVerdict:

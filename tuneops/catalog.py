@@ -15,7 +15,6 @@ loaded, while other requests keep answering with the old one.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import threading
 import time
@@ -341,15 +340,11 @@ class MlflowRegistry:
         return Served(model, tokenizer, info, self._generation(found.tags or {}))
 
     def _generation(self, tags: dict[str, str]) -> GenerationSettings | None:
-        from tuneops.params import ChatTemplate
-        from tuneops.registry import CHAT_TEMPLATE_TAG, MAX_NEW_TOKENS_TAG, STOP_TAG
+        from tuneops.registry import tagged_generation
 
-        if STOP_TAG not in tags:  # registered before tuneops tagged versions: params.yaml's settings
+        found = tagged_generation(tags)
+        if found is None:  # registered before tuneops tagged versions: params.yaml's settings
             return self.generation
+        stop, max_new_tokens, chat_template = found
         fallback = self.generation.chat_template if self.generation is not None else None
-        chat = tags.get(CHAT_TEMPLATE_TAG)
-        return GenerationSettings(
-            stop=list(json.loads(tags[STOP_TAG])),
-            max_new_tokens=int(tags[MAX_NEW_TOKENS_TAG]),
-            chat_template=ChatTemplate.model_validate_json(chat) if chat else fallback,
-        )
+        return GenerationSettings(stop=stop, max_new_tokens=max_new_tokens, chat_template=chat_template or fallback)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from tuneops.modeling import PAD_TO_MULTIPLE_OF, CompletionCollator, length_sorted_batches
+from tuneops.pair_checks import common_suffix
 from tuneops.records import BaselineScores, GenerationSample
 
 
@@ -44,17 +45,6 @@ def text_scores(expected: Sequence[str], generated: Sequence[str]) -> BaselineSc
         exact_match=float(np.mean([exact(e, g) for e, g in zip(expected, generated, strict=True)])),
         jaccard=float(np.mean([jaccard(e, g) for e, g in zip(expected, generated, strict=True)])),
     )
-
-
-def common_suffix(texts: Sequence[str]) -> str:
-    """The ending every text shares (a prompt separator such as "\\n\\n###\\n\\n")."""
-    if not texts:
-        return ""
-    end = 0
-    shortest = min(len(t) for t in texts)
-    while end < shortest and len({t[len(t) - end - 1] for t in texts}) == 1:
-        end += 1
-    return texts[0][len(texts[0]) - end :] if end else ""
 
 
 def baselines(

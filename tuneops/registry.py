@@ -17,7 +17,7 @@ from tuneops.errors import TransientError, UserError
 from tuneops.files import read_json, sha256_file
 from tuneops.integrity import outs_by_stage, read_lock
 from tuneops.modeling import is_generator, load_trained
-from tuneops.params import GenerationParams, RegisterParams, tracking_uri
+from tuneops.params import ChatTemplate, GenerationParams, RegisterParams, tracking_uri
 from tuneops.records import Champion, GenerationMetrics, Metrics, Registration
 
 
@@ -198,13 +198,20 @@ def version_tags(register: RegisterParams, version: int | None = None) -> dict[s
     return dict(found.tags) if found is not None else {}
 
 
-def registered_generation(register: RegisterParams, version: int | None = None) -> tuple[list[str], int] | None:
-    """(stop sequences, max_new_tokens) a registered generation model was evaluated with; None when the
-    version has no such tags (registered before tuneops tagged them: the caller falls back to params.yaml)."""
-    tags = version_tags(register, version)
+def tagged_generation(tags: dict[str, str]) -> tuple[list[str], int, ChatTemplate | None] | None:
+    """(stop sequences, max_new_tokens, chat template) from a version's tags; None when it has none (registered
+    before tuneops tagged versions: the caller falls back to params.yaml)."""
     if STOP_TAG not in tags:
         return None
-    return json.loads(tags[STOP_TAG]), int(tags[MAX_NEW_TOKENS_TAG])
+    chat = tags.get(CHAT_TEMPLATE_TAG)
+    chat_template = ChatTemplate.model_validate_json(chat) if chat else None
+    return list(json.loads(tags[STOP_TAG])), int(tags[MAX_NEW_TOKENS_TAG]), chat_template
+
+
+def registered_generation(register: RegisterParams, version: int | None = None) -> tuple[list[str], int] | None:
+    """(stop sequences, max_new_tokens) a registered generation model was evaluated with, or None."""
+    found = tagged_generation(version_tags(register, version))
+    return found[:2] if found is not None else None
 
 
 def tag_generation(register: RegisterParams, version: str, generation: GenerationParams) -> None:
