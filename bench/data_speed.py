@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from tuneops.paths import PARAMS_PATH
+from tuneops.config.paths import PARAMS_PATH
 
 ROOT = Path(__file__).resolve().parents[1]
 TWEETS = ROOT.parent / "shared" / "data" / "tweet_sentiment_extraction"

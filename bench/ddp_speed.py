@@ -29,7 +29,7 @@ from bench.train_speed import TOKENIZER, TWEETS, Timer, gpt2_small, stage_traine
 
 def worker(batch: int, warmup: int, measured: int) -> dict | None:
     """Train in this process (a torchrun worker, or alone); rank 0 returns the numbers."""
-    from tuneops.modeling import load_tokenizer
+    from tuneops.models.loading import load_tokenizer
 
     tokenizer = load_tokenizer(str(TOKENIZER))
     world = int(os.environ.get("WORLD_SIZE", "1"))

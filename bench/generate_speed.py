@@ -40,7 +40,7 @@ def prompts(n: int) -> tuple[list[str], str]:
         df = pd.read_csv(TWEETS, dtype=str, keep_default_na=False)
         source = f"real tweets ({TWEETS.name})"
     else:
-        from tuneops.sample import sample_texts
+        from tuneops.data.sample import sample_texts
 
         df, source = sample_texts(max(n, 30)), "the offline sample's texts"
     df = df[df["text"].str.strip() != ""].sample(n=n, random_state=42)
@@ -55,12 +55,12 @@ def save_model(model_dir: Path) -> str:
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from tuneops.modeling import load_tokenizer
+    from tuneops.models.loading import load_tokenizer
 
     if TOKENIZER.is_dir():
         tokenizer, which = load_tokenizer(str(TOKENIZER)), "the real GPT-2 tokenizer"
     else:
-        from tuneops.sample import build_tokenizer, sample_texts
+        from tuneops.data.sample import build_tokenizer, sample_texts
 
         tokenizer, which = build_tokenizer(sample_texts()["text"].tolist()), "the offline sample's tokenizer"
     torch.manual_seed(0)
@@ -76,8 +76,8 @@ def run_tuneops(
 ) -> tuple[list[str], int, float]:
     import torch
 
-    from tuneops.generation import generate
-    from tuneops.modeling import load_trained
+    from tuneops.inference.generation import generate
+    from tuneops.models.loading import load_trained
 
     model, tokenizer = load_trained(model_dir)
     if bf16:  # cast once, as a server would: autocast would recast every weight at every step (no faster here)
@@ -109,7 +109,7 @@ def run_pipeline(model_dir: str, texts: list[str], max_new: int) -> tuple[list[s
 
 
 def main(n_prompts: int, max_new: int, batch_size: int, bf16: bool) -> None:
-    from tuneops.modeling import native_bf16, set_threads
+    from tuneops.models.loading import native_bf16, set_threads
 
     threads = set_threads(None)
     load_before = os.getloadavg()[0]

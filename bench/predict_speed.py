@@ -26,7 +26,7 @@ def save_model(model_dir: Path) -> None:
     import torch
     from transformers import GPT2Config, GPT2ForSequenceClassification
 
-    from tuneops.modeling import load_tokenizer
+    from tuneops.models.loading import load_tokenizer
 
     tokenizer = load_tokenizer(str(TOKENIZER))
     tokenizer.model_max_length = 128
@@ -46,8 +46,8 @@ def main() -> None:
         sys.exit(f"needs the real data and tokenizer under {SHARED}")
     from transformers import pipeline
 
-    from tuneops.modeling import load_trained, native_bf16, predict_texts, set_threads
-    from tuneops.predict import predict, read_texts
+    from tuneops.inference.predict import predict, read_texts
+    from tuneops.models.loading import load_trained, native_bf16, predict_texts, set_threads
 
     set_threads(None)
     texts = read_texts(TEST)

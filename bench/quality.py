@@ -22,16 +22,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared"
 
-from tuneops.files import read_json  # noqa: E402 (after the path insert, as the other benches)
-from tuneops.paths import METRICS_PATH, PARAMS_PATH, TOKENIZATION_PATH  # noqa: E402
-from tuneops.records import Metrics, TokenizationReport  # noqa: E402
+from tuneops.config.paths import METRICS_PATH, PARAMS_PATH, TOKENIZATION_PATH  # noqa: E402
+from tuneops.config.records import Metrics, TokenizationReport  # noqa: E402
+from tuneops.io.files import read_json  # noqa: E402 (after the path insert, as the other benches)
 
 
 def make_model(model_dir: Path) -> None:
     """GPT-2's architecture at 4 layers x 256 with the real GPT-2 tokenizer (no pretrained weights exist here)."""
     from transformers import AutoTokenizer
 
-    from tuneops.sample import build_gpt2
+    from tuneops.data.sample import build_gpt2
 
     tokenizer = AutoTokenizer.from_pretrained(SHARED / "models" / "gpt2-tokenizer")
     build_gpt2(model_dir, tokenizer, n_layer=4, n_embd=256, n_head=4)

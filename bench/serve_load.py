@@ -55,7 +55,7 @@ def tweets(n: int) -> list[str]:
         with TWEETS.open(newline="", encoding="utf-8") as f:
             texts = [row["text"].strip() for row in csv.DictReader(f) if row["text"].strip()]
     else:
-        from tuneops.sample import sample_texts
+        from tuneops.data.sample import sample_texts
 
         print(f"no {TWEETS}: using the offline sample's texts", file=sys.stderr)
         texts = sample_texts(n).text.tolist()
@@ -67,12 +67,12 @@ def save_model(dest: Path) -> Path:
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from tuneops.modeling import load_tokenizer
+    from tuneops.models.loading import load_tokenizer
 
     if TOKENIZER.is_dir():
         tokenizer = load_tokenizer(str(TOKENIZER))
     else:
-        from tuneops.sample import build_tokenizer, sample_texts
+        from tuneops.data.sample import build_tokenizer, sample_texts
 
         print(f"no {TOKENIZER}: using a tokenizer trained on the offline sample", file=sys.stderr)
         tokenizer = build_tokenizer(sample_texts(900).text.tolist())
@@ -89,7 +89,7 @@ def register(model_dir: Path, uri: str, max_tokens: int) -> str:
     import mlflow
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tuneops.registry import pip_requirements
+    from tuneops.registry.store import pip_requirements
 
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment("bench")

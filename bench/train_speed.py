@@ -92,7 +92,7 @@ def matmul_flops(n: int = 3072, reps: int = 8, dtype: str = "float32") -> float:
     """Dense matmul FLOP/s on this machine, with the threads training uses (best of 3)."""
     import torch
 
-    from tuneops.modeling import set_threads
+    from tuneops.models.loading import set_threads
 
     set_threads(None)
     a, b = torch.randn(n, n, dtype=getattr(torch, dtype)), torch.randn(n, n, dtype=getattr(torch, dtype))
@@ -161,10 +161,10 @@ def stage_trainer(
     """The train stage's own code path and params.yaml configuration; only the run length is the bench's."""
     from datasets import Dataset
 
-    from tuneops.params import TrainingArgs, load_params
-    from tuneops.paths import PARAMS_PATH
-    from tuneops.tokenization import encode
-    from tuneops.training import build_trainer
+    from tuneops.config.params import TrainingArgs, load_params
+    from tuneops.config.paths import PARAMS_PATH
+    from tuneops.data.tokenization import encode
+    from tuneops.training.trainer import build_trainer
 
     params = load_params(ROOT / PARAMS_PATH)
     columns, _ = encode(df, tokenizer, params.tokenize.max_length)
@@ -189,7 +189,7 @@ def stage_trainer(
 
 def run_side(side: str, overrides: dict | None = None) -> dict:
     """One side in this process: returns throughput and this process's peak RSS."""
-    from tuneops.modeling import load_tokenizer, set_threads
+    from tuneops.models.loading import load_tokenizer, set_threads
 
     set_threads(None)
     tokenizer = load_tokenizer(str(TOKENIZER))

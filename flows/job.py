@@ -25,17 +25,19 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.states import Failed
-from pydantic import BaseModel
 
-from tuneops.errors import UserError
-from tuneops.file_store import FileStore
-from tuneops.files import read_json, write_text
-from tuneops.jobs import (
+from tuneops.config.errors import UserError
+from tuneops.config.params import parse_params, tracking_uri
+from tuneops.config.paths import DVC_YAML_PATH, PARAMS_PATH, REGISTERED_PATH
+from tuneops.config.records import Registration
+from tuneops.io.files import read_json, write_text
+from tuneops.jobs.file_store import FileStore
+from tuneops.jobs.finetuning import (
     FILE_CHECK_TASK,
     FT_MODEL_TAG,
     JOB_DATA_DIR,
     RESULTS_CSV,
-    Resolved,
+    JobSpec,
     apply_overrides,
     final_log_history,
     fine_tuned_model,
@@ -44,24 +46,8 @@ from tuneops.jobs import (
     job_workspace,
     results_csv,
 )
-from tuneops.params import parse_params, tracking_uri
-from tuneops.paths import DVC_YAML_PATH, PARAMS_PATH, REGISTERED_PATH
-from tuneops.records import Registration
 
 PIPELINE = (DVC_YAML_PATH, Path("tasks"), Path("tuneops"))  # params.yaml is written, not copied
-
-
-class JobSpec(BaseModel):
-    """A fine-tuning job as the flow receives it (the flow run's `job` parameter)."""
-
-    model: str
-    training_file: str
-    validation_file: str | None = None
-    hyperparameters: Resolved
-    suffix: str | None = None
-    seed: int
-    metadata: dict[str, str] | None = None
-    overrides: dict[str, Any]
 
 
 def file_problem(store: FileStore, param: str, id_: str) -> str | None:
@@ -174,7 +160,7 @@ def finish(root: Path, workspace: Path, job: str, spec: JobSpec, log: logging.Lo
     if registered.is_file():
         from mlflow import MlflowClient
 
-        from tuneops.params import load_params
+        from tuneops.config.params import load_params
 
         record = read_json(registered, Registration)
         ft = fine_tuned_model(spec.model, spec.suffix, record.version)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tuneops.params import RegisterParams
+from tuneops.config.params import RegisterParams
 
 
 def recent_runs(limit: int) -> list[str]:
@@ -24,7 +24,7 @@ def recent_runs(limit: int) -> list[str]:
 
 
 def champion_line(register: RegisterParams) -> str:
-    from tuneops.registry import champion
+    from tuneops.registry.store import champion
 
     found = champion(register)
     if found is None:

@@ -10,8 +10,7 @@ from typing import Any, TypeVar
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from tuneops.files import read_json
-from tuneops.paths import (
+from tuneops.config.paths import (
     DATA_DOCS_INDEX,
     DATA_QUALITY_PATH,
     GATE_PATH,
@@ -20,7 +19,15 @@ from tuneops.paths import (
     REVIEW_PAGE_PATH,
     SAMPLES_PATH,
 )
-from tuneops.records import GateVerdict, GenerationMetrics, GenerationSample, Metrics, QualityRecord, Registration
+from tuneops.config.records import (
+    GateVerdict,
+    GenerationMetrics,
+    GenerationSample,
+    Metrics,
+    QualityRecord,
+    Registration,
+)
+from tuneops.io.files import read_json
 
 SAMPLES_SHOWN = 50  # rows of the samples table in the Prefect UI
 

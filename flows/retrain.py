@@ -22,15 +22,13 @@ from prefect.input import RunInput
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 
-import tuneops.runner  # noqa: F401  (its environment defaults: the temporary Prefect server it starts sends no telemetry)
+import tuneops.config.runner  # noqa: F401  (its environment defaults: the temporary Prefect server it starts sends no telemetry)
 from flows import reports
-from flows.job import JobSpec, run_job
+from flows.job import run_job
 from flows.stages import StageFailed, StageResult, TransientStageFailure, dvc_stages, repro
-from flows.workspace import LEASE_S, claim_workspace, workspace_lock_name
-from tuneops.errors import UserError
-from tuneops.files import read_json, write_json
-from tuneops.params import FlowParams, load_params
-from tuneops.paths import (
+from tuneops.config.errors import UserError
+from tuneops.config.params import FlowParams, load_params
+from tuneops.config.paths import (
     DATA_DOCS_INDEX,
     DATA_QUALITY_PATH,
     DATA_REVIEW_PATH,
@@ -39,8 +37,11 @@ from tuneops.paths import (
     PARAMS_PATH,
     REVIEW_PAGE_PATH,
 )
-from tuneops.quality import review_needed
-from tuneops.records import DataReview, DataVerdict, GateVerdict, QualityRecord, RunSummary
+from tuneops.config.records import DataReview, DataVerdict, GateVerdict, QualityRecord, RunSummary
+from tuneops.io.files import read_json, write_json
+from tuneops.jobs.finetuning import JobSpec
+from tuneops.jobs.workspace import LEASE_S, claim_workspace, workspace_lock_name
+from tuneops.quality.suites import review_needed
 
 REVIEW_POLL_S = 2
 

@@ -17,8 +17,8 @@ from typing import Literal
 
 import yaml
 
-from tuneops.errors import EXIT_TRANSIENT
-from tuneops.paths import DVC_PROCESS_LOCK_PATH, DVC_YAML_PATH
+from tuneops.config.errors import EXIT_TRANSIENT
+from tuneops.config.paths import DVC_PROCESS_LOCK_PATH, DVC_YAML_PATH
 
 PROGRESS = re.compile(r"\d+%\|")  # a tqdm bar: log it now and then, not at every redraw
 PROGRESS_EVERY_S = 5.0

@@ -30,16 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from tuneops.errors import UserError
-from tuneops.files import write_json, write_jsonl
-from tuneops.gate import gate, gate_generation
-from tuneops.generation import generate
-from tuneops.integrity import verify_outputs
-from tuneops.lm_scoring import answer, baselines, perplexity, samples, teacher_forced, text_scores
-from tuneops.metrics import confusion_rows, gap, plot_confusion, plot_scores, score
-from tuneops.modeling import load_trained, predict_logits, saved_task, set_threads
-from tuneops.params import Params, load_params
-from tuneops.paths import (
+from tuneops.config.errors import UserError
+from tuneops.config.params import Params, load_params
+from tuneops.config.paths import (
     CANDIDATE_DIR,
     CONFUSION_JSON_PATH,
     DVC_LOCK_PATH,
@@ -50,11 +43,18 @@ from tuneops.paths import (
     REGISTERED_PATH,
     SAMPLES_PATH,
 )
-from tuneops.records import Gap, GateVerdict, GenerationMetrics, GenerationSample, GenerationScores, Metrics
-from tuneops.registry import champion, registered_before
-from tuneops.runner import run_main, stage_parser
-from tuneops.splits import LABEL_LIKE  # completions that are labels: a confusion plot fits
-from tuneops.tokenization import load_processed
+from tuneops.config.records import Gap, GateVerdict, GenerationMetrics, GenerationSample, GenerationScores, Metrics
+from tuneops.config.runner import run_main, stage_parser
+from tuneops.data.splits import LABEL_LIKE  # completions that are labels: a confusion plot fits
+from tuneops.data.tokenization import load_processed
+from tuneops.evaluation.gate import gate, gate_generation
+from tuneops.evaluation.lm_scoring import answer, baselines, perplexity, samples, teacher_forced, text_scores
+from tuneops.evaluation.metrics import confusion_rows, gap, plot_confusion, plot_scores, score
+from tuneops.inference.generation import generate
+from tuneops.io.files import write_json, write_jsonl
+from tuneops.io.integrity import verify_outputs
+from tuneops.models.loading import load_trained, predict_logits, saved_task, set_threads
+from tuneops.registry.store import champion, registered_before
 
 log = logging.getLogger("tuneops.evaluate")
 SAMPLES_KEPT = 200  # lines of reports/samples.jsonl: enough to read, small enough for git diffs and artifacts

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tuneops.params import DataParams, GenerationParams, load_params
-from tuneops.paths import INTERIM_DIR
-from tuneops.records import Manifest
-from tuneops.runner import run_main, stage_parser
-from tuneops.sources import load_source
-from tuneops.splits import make_splits, to_canonical, to_pairs, write_splits
+from tuneops.config.params import DataParams, GenerationParams, load_params
+from tuneops.config.paths import INTERIM_DIR
+from tuneops.config.records import Manifest
+from tuneops.config.runner import run_main, stage_parser
+from tuneops.data.sources import load_source
+from tuneops.data.splits import make_splits, to_canonical, to_pairs, write_splits
 
 
 def ingest(data: DataParams, interim_dir: Path = INTERIM_DIR, generation: GenerationParams | None = None) -> Manifest:

@@ -23,12 +23,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from tuneops.errors import UserError
-from tuneops.files import read_json, write_json
-from tuneops.gate import beats_champion
-from tuneops.integrity import verify_outputs
-from tuneops.params import Params, load_params, tracking_uri
-from tuneops.paths import (
+from tuneops.config.errors import UserError
+from tuneops.config.params import Params, load_params, tracking_uri
+from tuneops.config.paths import (
     CANDIDATE_DIR,
     DVC_LOCK_PATH,
     GATE_PATH,
@@ -37,8 +34,12 @@ from tuneops.paths import (
     REGISTERED_PATH,
     SAMPLES_PATH,
 )
-from tuneops.records import GateVerdict, GenerationMetrics, Metrics, Registration
-from tuneops.registry import (
+from tuneops.config.records import GateVerdict, GenerationMetrics, Metrics, Registration
+from tuneops.config.runner import run_main, stage_parser
+from tuneops.evaluation.gate import beats_champion
+from tuneops.io.files import read_json, write_json
+from tuneops.io.integrity import verify_outputs
+from tuneops.registry.store import (
     champion,
     flat,
     log_model,
@@ -49,7 +50,6 @@ from tuneops.registry import (
     tag_generation,
     workspace_lineage,
 )
-from tuneops.runner import run_main, stage_parser
 
 log = logging.getLogger("tuneops.register")
 

@@ -18,15 +18,15 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from tuneops.errors import UserError
-from tuneops.files import read_json, staged_dir, write_json
-from tuneops.modeling import load_tokenizer, max_positions
-from tuneops.params import Params, load_params
-from tuneops.paths import DATA_VERDICT_PATH, INTERIM_DIR, PROCESSED_DIR, SPLITS, TOKENIZATION_PATH
-from tuneops.records import DataVerdict, TokenizationReport
-from tuneops.runner import run_main, stage_parser
-from tuneops.splits import read_splits
-from tuneops.tokenization import encode, encode_pairs, subset, usable
+from tuneops.config.errors import UserError
+from tuneops.config.params import Params, load_params
+from tuneops.config.paths import DATA_VERDICT_PATH, INTERIM_DIR, PROCESSED_DIR, SPLITS, TOKENIZATION_PATH
+from tuneops.config.records import DataVerdict, TokenizationReport
+from tuneops.config.runner import run_main, stage_parser
+from tuneops.data.splits import read_splits
+from tuneops.data.tokenization import encode, encode_pairs, subset, usable
+from tuneops.io.files import read_json, staged_dir, write_json
+from tuneops.models.loading import load_tokenizer, max_positions
 
 log = logging.getLogger("tuneops.tokenize")
 

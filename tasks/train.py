@@ -26,15 +26,15 @@ import logging
 import sys
 from pathlib import Path
 
-from tuneops.files import said_when_disk_full, write_json
-from tuneops.launch import recorded, torchrun, wants_torchrun
-from tuneops.modeling import load_tokenizer
-from tuneops.params import Params, load_params
-from tuneops.paths import CANDIDATE_DIR, CHECKPOINT_DIR, PROCESSED_DIR, TRAIN_HISTORY_PATH
-from tuneops.records import EpochRow
-from tuneops.runner import run_main, stage_parser
-from tuneops.tokenization import load_processed
-from tuneops.training import (
+from tuneops.config.params import Params, load_params
+from tuneops.config.paths import CANDIDATE_DIR, CHECKPOINT_DIR, PROCESSED_DIR, TRAIN_HISTORY_PATH
+from tuneops.config.records import EpochRow
+from tuneops.config.runner import run_main, stage_parser
+from tuneops.data.tokenization import load_processed
+from tuneops.io.files import said_when_disk_full, write_json
+from tuneops.models.loading import load_tokenizer
+from tuneops.training.launch import recorded, torchrun, wants_torchrun
+from tuneops.training.trainer import (
     FINGERPRINT,
     CheckpointMarker,
     build_model,

@@ -23,10 +23,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from tuneops.errors import UserError
-from tuneops.files import remove, sha256_file, staged_dir, write_json, write_text
-from tuneops.params import ValidateParams, load_params
-from tuneops.paths import (
+from tuneops.config.errors import UserError
+from tuneops.config.params import ValidateParams, load_params
+from tuneops.config.paths import (
     DATA_DOCS_DIR,
     DATA_DOCS_INDEX,
     DATA_QUALITY_PATH,
@@ -35,11 +34,12 @@ from tuneops.paths import (
     MANIFEST_PATH,
     REVIEW_PAGE_PATH,
 )
-from tuneops.quality import add_plain_index, run_checks, run_generation_checks, table
-from tuneops.records import DataVerdict, QualityRecord
-from tuneops.review_page import render, shares_by_split
-from tuneops.runner import run_main, stage_parser
-from tuneops.splits import read_splits
+from tuneops.config.records import DataVerdict, QualityRecord
+from tuneops.config.runner import run_main, stage_parser
+from tuneops.data.splits import read_splits
+from tuneops.io.files import remove, sha256_file, staged_dir, write_json, write_text
+from tuneops.quality.review_page import render, shares_by_split
+from tuneops.quality.suites import add_plain_index, run_checks, run_generation_checks, table
 
 log = logging.getLogger("tuneops.validate")
 

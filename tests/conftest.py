@@ -70,7 +70,7 @@ class Sample:
 
 @pytest.fixture(scope="session")
 def sample(tmp_path_factory: pytest.TempPathFactory) -> Sample:
-    from tuneops.sample import build_sample
+    from tuneops.data.sample import build_sample
 
     return Sample(*build_sample(tmp_path_factory.mktemp("sample")))
 
@@ -78,7 +78,7 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Sample:
 @pytest.fixture(scope="session")
 def tokenizer(sample: Sample) -> Any:
     """The sample's byte-level BPE tokenizer as the pipeline loads it: no pad token of its own, pad = eos."""
-    from tuneops.modeling import load_tokenizer
+    from tuneops.models.loading import load_tokenizer
 
     return load_tokenizer(str(sample.model_dir))
 
@@ -136,7 +136,7 @@ class Project:
 
 def short_run_train_params(steps: int, **arg_updates: Any) -> Any:
     """params.yaml's `train` section for a run of `steps` optimizer steps, no evaluation and no checkpoints."""
-    from tuneops.params import load_params
+    from tuneops.config.params import load_params
 
     train = load_params(ROOT / "params.yaml").train
     updates = {"max_steps": steps, "eval_strategy": "no", "save_strategy": "no", "load_best_model_at_end": False}
@@ -146,7 +146,7 @@ def short_run_train_params(steps: int, **arg_updates: Any) -> Any:
 
 def use_sample(params: dict[str, Any], sample: Sample) -> None:
     """The demo's params (the sample and its GPT-2, two short epochs), with gates any candidate passes."""
-    from tuneops.demo import demo_params
+    from tuneops.cli.demo import demo_params
 
     demo_params(params, sample.data_dir, sample.model_dir)
     params["train"]["args"]["logging_steps"] = 5
@@ -200,7 +200,7 @@ def sample_project(tmp_path: Path, sample: Sample) -> Project:
 
 def data_params(source: Path | str, **overrides: Any) -> Any:
     """params.yaml's `data` section for a local source with text/label columns (DataParams)."""
-    from tuneops.params import DataParams
+    from tuneops.config.params import DataParams
 
     base = {
         "source": str(source),
@@ -221,7 +221,7 @@ def scores(accuracy: float, macro_f1: float, loss: float) -> Any:
     """A split's scores with these headline numbers (SplitScores)."""
     import numpy as np
 
-    from tuneops.metrics import score
+    from tuneops.evaluation.metrics import score
 
     base = score(np.eye(3), np.arange(3), LABELS)
     return base.model_copy(update={"accuracy": accuracy, "macro_f1": macro_f1, "loss": loss})
@@ -229,8 +229,8 @@ def scores(accuracy: float, macro_f1: float, loss: float) -> Any:
 
 def metrics(test_acc=0.7, train_acc=0.75, test_loss=0.6, train_loss=0.5, macro_f1=0.65) -> Any:
     """reports/metrics.json's record (Metrics) with these numbers, for the gate's and registry's unit tests."""
-    from tuneops.metrics import gap
-    from tuneops.records import Metrics
+    from tuneops.config.records import Metrics
+    from tuneops.evaluation.metrics import gap
 
     test, train = scores(test_acc, macro_f1, test_loss), scores(train_acc, macro_f1, train_loss)
     return Metrics(test=test, train=train, gap=gap(train, test))

@@ -27,7 +27,7 @@ class Store:
     uri: str
 
     def register(self, name: str = CLASSIFIER) -> Any:
-        from tuneops.params import RegisterParams
+        from tuneops.config.params import RegisterParams
 
         return RegisterParams(model_name=name, tracking_uri=self.uri, experiment_name="serve-tests", alias="champion")
 
@@ -35,8 +35,8 @@ class Store:
 def register_classifier(sample: Sample, tokenizer: Any, dest: Path, name: str) -> str:
     import mlflow
 
-    from tuneops.modeling import load_classifier
-    from tuneops.registry import log_model
+    from tuneops.models.loading import load_classifier
+    from tuneops.registry.store import log_model
 
     load_classifier(str(sample.model_dir), LABELS, tokenizer).save_pretrained(dest)
     tokenizer.save_pretrained(dest)
@@ -52,7 +52,7 @@ def register_generator(sample: Sample, tokenizer: Any, dest: Path, name: str) ->
     import mlflow
     from transformers import AutoModelForCausalLM
 
-    from tuneops.registry import log_model
+    from tuneops.registry.store import log_model
 
     AutoModelForCausalLM.from_pretrained(sample.model_dir).save_pretrained(dest)
     tokenizer.save_pretrained(dest)

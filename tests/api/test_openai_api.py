@@ -14,8 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.api.conftest import CHAT, CLASSIFIER, FINE_TUNED, GENERATOR, LABELS
-from tuneops.catalog import Catalog, MlflowRegistry
-from tuneops.serving import Batching, Limits, create_app
+from tuneops.registry.catalog import Catalog, MlflowRegistry
+from tuneops.serve.app import Batching, Limits, create_app
 
 KEY = "sk-only-the-client-knows"
 
@@ -151,8 +151,8 @@ def test_a_streamed_classification_is_its_label(client):
 
 
 def test_chat_renders_the_versions_template_and_stops_at_the_turns_end(client):
-    from tuneops.params import ChatTemplate
-    from tuneops.prompts import chat_prompt
+    from tuneops.config.params import ChatTemplate
+    from tuneops.data.templates import chat_prompt
 
     messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "how is the beach?"}]
     body = {"model": f"{GENERATOR}@champion", "messages": messages, "max_tokens": 6, "temperature": 0}

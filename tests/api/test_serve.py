@@ -19,10 +19,10 @@ from fastapi.testclient import TestClient
 from starlette.responses import JSONResponse
 
 from tests.conftest import LABELS
-from tuneops.catalog import Card, Catalog
-from tuneops.errors import UserError
-from tuneops.params import RegisterParams
-from tuneops.serving import Limits, ModelInfo, Served, check_exposure, create_app, is_loopback, warm_up
+from tuneops.config.errors import UserError
+from tuneops.config.params import RegisterParams
+from tuneops.registry.catalog import Card, Catalog
+from tuneops.serve.app import Limits, ModelInfo, Served, check_exposure, create_app, is_loopback, warm_up
 
 NAME = "sentiment"
 KEY = "k3y-only-the-client-knows"
@@ -30,7 +30,7 @@ KEY = "k3y-only-the-client-knows"
 
 @pytest.fixture(scope="module")
 def classifier(sample: Any, tokenizer: Any) -> Any:
-    from tuneops.modeling import for_inference, load_classifier
+    from tuneops.models.loading import for_inference, load_classifier
 
     return for_inference(load_classifier(str(sample.model_dir), LABELS, tokenizer), tokenizer)
 
@@ -277,7 +277,7 @@ def test_serve_on_all_addresses_without_a_key_refuses_to_start_in_one_line(tmp_p
 
 
 def test_a_pinned_version_that_does_not_exist_stops_serve_in_one_line(store):
-    from tuneops.catalog import MlflowRegistry
+    from tuneops.registry.catalog import MlflowRegistry
 
     catalog = Catalog(MlflowRegistry(store.register()), 1)
     with pytest.raises(UserError, match="tuneops-tweet-sentiment:9: no such registered version"):
@@ -285,7 +285,7 @@ def test_a_pinned_version_that_does_not_exist_stops_serve_in_one_line(store):
 
 
 def test_with_nothing_registered_serve_starts_and_says_what_to_run(tmp_path, caplog):
-    from tuneops.catalog import MlflowRegistry
+    from tuneops.registry.catalog import MlflowRegistry
 
     register = RegisterParams(
         model_name=NAME, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", experiment_name="e", alias="champion"
@@ -307,7 +307,7 @@ def test_training_file_uploads_have_their_own_cap():
     from starlette.applications import Starlette
     from starlette.routing import Route
 
-    from tuneops.serving import BodyLimit
+    from tuneops.serve.app import BodyLimit
 
     async def size(request: Any) -> JSONResponse:
         return JSONResponse({"bytes": len(await request.body())})

@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from tuneops.batching import Job, Sampling, group_jobs
-from tuneops.catalog import Card, Ref, model_cards, parse_model_id
-from tuneops.openai_api import validation_error
+from tuneops.inference.batching import Job, Sampling, group_jobs
+from tuneops.registry.catalog import Card, Ref, model_cards, parse_model_id
+from tuneops.serve.openai.routes import validation_error
 
 
 @pytest.mark.parametrize(

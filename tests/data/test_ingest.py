@@ -12,9 +12,9 @@ import pytest
 
 from tasks.ingest import ingest
 from tests.conftest import LABELS, ROOT, data_params
-from tuneops.errors import UserError
-from tuneops.sources import load_source, looks_like_path
-from tuneops.splits import to_canonical
+from tuneops.config.errors import UserError
+from tuneops.data.sources import load_source, looks_like_path
+from tuneops.data.splits import to_canonical
 
 ROWS = [(f"tweet number {i} is {['awful', 'fine', 'great'][i % 3]}", LABELS[i % 3]) for i in range(60)]
 
@@ -136,9 +136,9 @@ def test_cli_reports_a_data_mistake_without_traceback_and_keeps_no_output(tmp_pa
 
 def test_a_max_length_beyond_the_models_positions_stops_tokenize_naming_both(sample, tmp_path):
     from tasks.tokenize import tokenize
-    from tuneops.files import write_json
-    from tuneops.params import load_params
-    from tuneops.records import DataVerdict
+    from tuneops.io.files import write_json
+    from tuneops.config.params import load_params
+    from tuneops.config.records import DataVerdict
 
     params = load_params(ROOT / "params.yaml")
     params = params.model_copy(
@@ -156,7 +156,7 @@ def test_a_max_length_beyond_the_models_positions_stops_tokenize_naming_both(sam
 
 def test_carved_splits_keep_every_copy_of_a_text_on_one_side(tmp_path):
     """Retweets repeat texts: the pipeline's own carve must not put a copy in train and another in test."""
-    from tuneops.splits import text_key
+    from tuneops.data.splits import text_key
 
     rows = [(f"tweet {i} about {LABELS[i % 3]} things", LABELS[i % 3]) for i in range(90)]
     copies = [(text.upper() + "  ", label) for text, label in rows[:30]] + [(t, lab) for t, lab in rows[:30]]

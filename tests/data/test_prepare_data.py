@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from tuneops.cli import main
-from tuneops.files import read_json
-from tuneops.records import PrepareReport
+from tuneops.cli.main import main
+from tuneops.io.files import read_json
+from tuneops.config.records import PrepareReport
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

@@ -15,10 +15,10 @@ import pytest
 from tasks.ingest import ingest
 from tasks.validate import validate
 from tests.conftest import LABELS, ROOT, data_params
-from tuneops.errors import UserError
-from tuneops.params import load_params
-from tuneops.records import QualityRecord
-from tuneops.review_page import render, shares_by_split
+from tuneops.config.errors import UserError
+from tuneops.config.params import load_params
+from tuneops.config.records import QualityRecord
+from tuneops.quality.review_page import render, shares_by_split
 
 PARAMS = load_params(ROOT / "params.yaml").validate_
 SHARES = {

@@ -12,9 +12,9 @@ import pytest
 from tasks.ingest import ingest
 from tasks.validate import validate
 from tests.conftest import LABELS, ROOT, data_params
-from tuneops.errors import UserError
-from tuneops.params import load_params
-from tuneops.quality import add_plain_index, run_checks
+from tuneops.config.errors import UserError
+from tuneops.config.params import load_params
+from tuneops.quality.suites import add_plain_index, run_checks
 
 PARAMS = load_params(ROOT / "params.yaml").validate_
 

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from tests.conftest import MODEL, ROOT
-from tuneops.demo import EXAMPLES
+from tuneops.cli.demo import EXAMPLES
 
 pytestmark = pytest.mark.slow
 

@@ -111,7 +111,7 @@ def test_rank_zero_writes_complete_outputs_once(ddp):
     marker = json.loads((models / "checkpoints" / "fingerprint.json").read_text())
     assert marker["completed"] is True
     assert runs["torchrun"].stderr.count("INFO tuneops.train: best accuracy") == 1
-    from tuneops.modeling import load_trained
+    from tuneops.models.loading import load_trained
 
     model, _ = load_trained(candidate)
     assert model.config.id2label == {0: "negative", 1: "neutral", 2: "positive"}
@@ -131,7 +131,7 @@ def test_a_rank_with_bad_input_fails_the_stage_with_its_error(ddp, tmp_path):
 
 def whole_since(checkpoint: Path, started: float) -> bool:
     """Complete and written since `started`, with both ranks' random states (the Trainer writes them last)."""
-    from tuneops.training import checkpoint_problem
+    from tuneops.training.trainer import checkpoint_problem
 
     state = checkpoint / "trainer_state.json"
     fresh = state.is_file() and state.stat().st_mtime > started

@@ -93,7 +93,7 @@ def test_drill_a_single_file_with_retweets_splits_without_leaking(registered, tm
     """The pipeline's own carve of validation/test must not create the leakage validate refuses."""
     import pandas as pd
 
-    from tuneops.sample import sample_texts
+    from tuneops.data.sample import sample_texts
 
     df = sample_texts(400, seed=7)
     retweets = df.sample(120, random_state=1).assign(text=lambda d: "RT " + d["text"])

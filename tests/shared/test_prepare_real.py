@@ -10,10 +10,10 @@ import pandas as pd
 from tasks.ingest import ingest
 from tasks.validate import validate
 from tests.conftest import GPT2_TOKENIZER, ROOT, TWEETS, data_params
-from tuneops.cli import main
-from tuneops.files import read_json
-from tuneops.params import load_params
-from tuneops.records import PrepareReport
+from tuneops.cli.main import main
+from tuneops.config.params import load_params
+from tuneops.config.records import PrepareReport
+from tuneops.io.files import read_json
 
 ROWS = 5000  # a fifth of the file: the known empty span (line 315) and duplicates included, in seconds
 

@@ -14,8 +14,8 @@ import torch
 from tasks.ingest import ingest
 from tasks.validate import validate
 from tests.conftest import GPT2_TOKENIZER, LABELS, ROOT, TWEETS, data_params
-from tuneops.modeling import load_tokenizer, predict_logits
-from tuneops.params import load_params
+from tuneops.config.params import load_params
+from tuneops.models.loading import load_tokenizer, predict_logits
 
 
 def test_real_tweets_load_with_only_source_and_columns_changed(tmp_path):

@@ -6,12 +6,12 @@ import pandas as pd
 import pytest
 
 from tests.conftest import GPT2_TOKENIZER, ROOT, TWEETS
-from tuneops.lm_scoring import answer, baselines
-from tuneops.modeling import load_tokenizer
-from tuneops.params import load_params
-from tuneops.sources import read_file
-from tuneops.splits import to_pairs
-from tuneops.tokenization import encode_pairs
+from tuneops.config.params import load_params
+from tuneops.data.sources import read_file
+from tuneops.data.splits import to_pairs
+from tuneops.data.tokenization import encode_pairs
+from tuneops.evaluation.lm_scoring import answer, baselines
+from tuneops.models.loading import load_tokenizer
 
 SPAN = {"prompt_template": "{text}\nsentiment: {sentiment}\n\n###\n\n", "completion_template": " {selected_text}\n"}
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from tuneops.errors import UserError
-from tuneops.files import disk_full, said_when_disk_full
-from tuneops.training import CheckpointMarker, checkpoint_problem, prepare_checkpoints
+from tuneops.config.errors import UserError
+from tuneops.io.files import disk_full, said_when_disk_full
+from tuneops.training.trainer import CheckpointMarker, checkpoint_problem, prepare_checkpoints
 
 
 def make_checkpoint(folder: Path, step: int) -> Path:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 from tests.conftest import metrics
-from tuneops.records import QualityRecord
-from tuneops.registry import lineage_tags, metric_numbers
-from tuneops.training import CheckpointMarker, epoch_history, resume_decision
+from tuneops.config.records import QualityRecord
+from tuneops.registry.store import lineage_tags, metric_numbers
+from tuneops.training.trainer import CheckpointMarker, epoch_history, resume_decision
 
 CHECKPOINTS = ["models/checkpoints/checkpoint-17", "models/checkpoints/checkpoint-34"]
 
@@ -42,7 +42,7 @@ def record(passed: bool) -> QualityRecord:
 
 
 def test_review_is_asked_on_warnings_by_default_and_never_twice_for_the_same_data():
-    from tuneops.quality import review_needed
+    from tuneops.quality.suites import review_needed
 
     clean, warned = [record(True)], [record(False)]
     assert not review_needed("on_warning", clean, "sha1", None)

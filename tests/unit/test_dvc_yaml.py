@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from tuneops import paths
-from tuneops.paths import DVC_YAML_PATH
+from tuneops.config import paths
+from tuneops.config.paths import DVC_YAML_PATH
 
 PROJECT_PACKAGES = ("tuneops", "tasks", "flows")
 STAGES = yaml.safe_load((ROOT / DVC_YAML_PATH).read_text())["stages"]
@@ -98,8 +98,13 @@ def test_no_stage_imports_another_stage():
 
 def test_a_metric_change_reruns_train_and_evaluate_and_the_cli_reruns_nothing():
     runs = {name: {p.relative_to(ROOT).as_posix() for p in closure(f"tasks.{name}")} for name in STAGES}
-    assert {n for n, files in runs.items() if "tuneops/metrics.py" in files} == {"train", "evaluate"}
-    for front_end in ("tuneops/cli.py", "tuneops/serving.py", "tuneops/predict.py", "flows/retrain.py"):
+    assert {n for n, files in runs.items() if "tuneops/evaluation/metrics.py" in files} == {"train", "evaluate"}
+    for front_end in (
+        "tuneops/cli/main.py",
+        "tuneops/serve/app.py",
+        "tuneops/inference/predict.py",
+        "flows/retrain.py",
+    ):
         assert not [n for n, files in runs.items() if front_end in files], front_end
 
 
@@ -112,7 +117,7 @@ def test_dvc_yaml_paths_are_the_ones_tuneops_paths_names():
     named = {value.as_posix() for value in vars(paths).values() if isinstance(value, Path)}
     for name, stage in STAGES.items():
         data_paths = {p for p in declared_paths(stage) if not p.endswith(".py")}
-        assert data_paths <= named, f"stage {name}: {sorted(data_paths - named)} are not in tuneops/paths.py"
+        assert data_paths <= named, f"stage {name}: {sorted(data_paths - named)} are not in tuneops/config/paths.py"
 
 
 def docstring_section(doc: str, label: str) -> str:

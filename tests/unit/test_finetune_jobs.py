@@ -12,9 +12,11 @@ import pytest
 from pydantic import ValidationError
 
 from tests.conftest import ROOT
-from tuneops.errors import UserError
-from tuneops.file_store import FileStore, file_id, is_file_id
-from tuneops.jobs import (
+from tuneops.config.errors import UserError
+from tuneops.config.params import load_params
+from tuneops.config.records import GateCheck, GateVerdict
+from tuneops.jobs.file_store import FileStore, file_id, is_file_id
+from tuneops.jobs.finetuning import (
     FILE_CHECK_TASK,
     RESULT_COLUMNS,
     Hyperparameters,
@@ -37,8 +39,6 @@ from tuneops.jobs import (
     results_csv,
     trained_tokens,
 )
-from tuneops.params import load_params
-from tuneops.records import GateCheck, GateVerdict
 
 PARAMS = load_params(ROOT / "params.yaml")
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from tests.conftest import LABELS, ROOT, metrics
-from tuneops.gate import gate
-from tuneops.metrics import accuracy_macro_f1, mean_log_loss, score
-from tuneops.params import load_params
-from tuneops.records import Champion
+from tuneops.config.params import load_params
+from tuneops.config.records import Champion
+from tuneops.evaluation.gate import gate
+from tuneops.evaluation.metrics import accuracy_macro_f1, mean_log_loss, score
 
 PARAMS = load_params(ROOT / "params.yaml").evaluate  # min_accuracy 0.45, min_improvement 0.005, ...
 

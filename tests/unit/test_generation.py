@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import torch
 
-from tuneops.generation import Completion, find_stop, generate, held_back, top_p_filter
-from tuneops.modeling import left_pad
+from tuneops.inference.generation import Completion, find_stop, generate, held_back, top_p_filter
+from tuneops.models.loading import left_pad
 
 # different lengths, so batches are left-padded; one holds eos (GPT-2's pad id) as a real token
 PROMPTS = [
@@ -30,7 +30,7 @@ MAX_NEW = 12
 def lm(tmp_path_factory: pytest.TempPathFactory, tokenizer: Any) -> Any:
     from transformers import AutoModelForCausalLM
 
-    from tuneops.sample import build_gpt2
+    from tuneops.data.sample import build_gpt2
 
     path = build_gpt2(tmp_path_factory.mktemp("lm") / "gpt2", tokenizer, seed=1)
     return AutoModelForCausalLM.from_pretrained(path).eval()
@@ -184,7 +184,7 @@ def test_completion_is_a_frozen_record() -> None:
 
 
 def test_a_classifier_is_refused(tokenizer: Any, sample: Any) -> None:
-    from tuneops.modeling import load_classifier
+    from tuneops.models.loading import load_classifier
 
     classifier = load_classifier(str(sample.model_dir), ["a", "b"], tokenizer)
     with pytest.raises(ValueError, match="does not generate"):
@@ -192,7 +192,7 @@ def test_a_classifier_is_refused(tokenizer: Any, sample: Any) -> None:
 
 
 def test_text_decoded_a_token_at_a_time_equals_decoding_all_and_waits_for_whole_characters(tokenizer: Any) -> None:
-    from tuneops.generation import _Text
+    from tuneops.inference.generation import _Text
 
     source = "café 🎉 naïve — 東京 ok"
     ids = tokenizer(source)["input_ids"]

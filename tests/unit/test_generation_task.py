@@ -7,16 +7,16 @@ import pytest
 import torch
 
 from tests.conftest import ROOT
-from tuneops.errors import UserError
-from tuneops.gate import gate_generation
-from tuneops.lm_scoring import answer, baselines, common_suffix, jaccard
-from tuneops.metrics import token_accuracy
-from tuneops.modeling import CompletionCollator
-from tuneops.params import ChatTemplate, GenerationParams, load_params, parse_params
-from tuneops.prompts import chat_pair, chat_prompt, render, template_fields
-from tuneops.records import BaselineScores, Champion, Gap, GenerationMetrics, GenerationScores
-from tuneops.splits import carve, to_pairs
-from tuneops.tokenization import encode_pairs
+from tuneops.config.errors import UserError
+from tuneops.config.params import ChatTemplate, GenerationParams, load_params, parse_params
+from tuneops.config.records import BaselineScores, Champion, Gap, GenerationMetrics, GenerationScores
+from tuneops.data.splits import carve, to_pairs
+from tuneops.data.templates import chat_pair, chat_prompt, render, template_fields
+from tuneops.data.tokenization import encode_pairs
+from tuneops.evaluation.gate import gate_generation
+from tuneops.evaluation.lm_scoring import answer, baselines, common_suffix, jaccard
+from tuneops.evaluation.metrics import token_accuracy
+from tuneops.models.loading import CompletionCollator
 
 CHAT = ChatTemplate(system="{content}\n\n", user="User: {content}\n", assistant="Assistant: {content}\n")
 
@@ -228,8 +228,8 @@ def test_generation_params_are_checked(edit, says):
 
 def test_classification_as_completion_gets_the_classification_split_row_for_row():
     from tests.conftest import data_params
-    from tuneops.sample import sample_texts
-    from tuneops.splits import to_canonical
+    from tuneops.data.sample import sample_texts
+    from tuneops.data.splits import to_canonical
 
     df = sample_texts(300)
     labelled = to_canonical(df, "d.csv", data_params("d.csv", label_column="sentiment"))

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from tests.conftest import ROOT, Project, free_port
-from tuneops import hub
-from tuneops.errors import TransientError, UserError
+from tuneops.config.errors import TransientError, UserError
+from tuneops.io import hub
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def test_the_offline_switch_says_so():
 
 
 def test_a_hub_model_name_fails_the_same_way(online, monkeypatch):
-    from tuneops.modeling import load_tokenizer
+    from tuneops.models.loading import load_tokenizer
 
     monkeypatch.setenv("HF_ENDPOINT", "https://huggingface.invalid")
     with pytest.raises(UserError, match=r"model 'no-such-org/never-cached': the Hugging Face Hub .* unreachable"):

@@ -8,9 +8,9 @@ import signal
 import pytest
 
 from tests.conftest import ROOT
-from tuneops.devices import Hardware, precision, training_settings
-from tuneops.launch import exit_code, failure_line, root_cause, torchrun_args, wants_torchrun
-from tuneops.params import load_params
+from tuneops.config.params import load_params
+from tuneops.training.devices import Hardware, precision, training_settings
+from tuneops.training.launch import exit_code, failure_line, root_cause, torchrun_args, wants_torchrun
 
 TRAIN = load_params(ROOT / "params.yaml").train
 TORCHRUN = TRAIN.model_copy(update={"launcher": "torchrun", "nproc_per_node": 2})
@@ -44,8 +44,8 @@ def test_several_machines_meet_at_the_c10d_endpoint():
 def test_params_refuse_several_machines_without_a_meeting_point():
     import yaml
 
-    from tuneops.errors import UserError
-    from tuneops.params import parse_params
+    from tuneops.config.errors import UserError
+    from tuneops.config.params import parse_params
 
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["train"].update(launcher="torchrun", nnodes=2, rdzv_endpoint=None)

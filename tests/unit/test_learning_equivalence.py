@@ -16,9 +16,9 @@ import torch
 
 from bench.train_speed import seed_trainer
 from tests.conftest import LABELS, short_run_train_params
-from tuneops.sample import sample_texts
-from tuneops.tokenization import encode
-from tuneops.training import build_trainer
+from tuneops.data.sample import sample_texts
+from tuneops.data.tokenization import encode
+from tuneops.training.trainer import build_trainer
 
 STEPS = 4
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from tuneops.modeling import fuse_gelu, length_sorted_batches, predict_logits, predict_texts
+from tuneops.models.loading import fuse_gelu, length_sorted_batches, predict_logits, predict_texts
 
 TWEETS = [
     " I`d have responded, if I were going",
@@ -31,7 +31,7 @@ def gpt2(tokenizer):
 def test_the_pipeline_pads_gpt2_with_eos_on_the_right(sample):
     from transformers import AutoTokenizer
 
-    from tuneops.modeling import load_tokenizer
+    from tuneops.models.loading import load_tokenizer
 
     assert AutoTokenizer.from_pretrained(sample.model_dir).pad_token is None  # GPT-2's quirk: no pad token
     tokenizer = load_tokenizer(str(sample.model_dir))
@@ -102,8 +102,8 @@ def test_a_model_folder_with_its_own_code_is_refused_and_nothing_runs(gpt2, tmp_
     """An artifact with an auto_map and a .py beside it (a planted registry entry) never runs its code."""
     import json
 
-    from tuneops.errors import UserError
-    from tuneops.modeling import load_trained
+    from tuneops.config.errors import UserError
+    from tuneops.models.loading import load_trained
 
     model, tokenizer = gpt2
     model.save_pretrained(tmp_path)

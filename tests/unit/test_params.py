@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from tuneops.errors import UserError
-from tuneops.params import load_params, parse_params
+from tuneops.config.errors import UserError
+from tuneops.config.params import load_params, parse_params
 
 RAW = yaml.safe_load((ROOT / "params.yaml").read_text())
 

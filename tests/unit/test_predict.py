@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from tuneops.errors import UserError
-from tuneops.files import write_text
-from tuneops.predict import read_texts, write_predictions
-from tuneops.runner import redact
+from tuneops.config.errors import UserError
+from tuneops.config.runner import redact
+from tuneops.inference.predict import read_texts, write_predictions
+from tuneops.io.files import write_text
 
 
 def test_a_missing_file_is_one_line_not_a_traceback(tmp_path):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from tuneops import pair_checks as pc
-from tuneops import prepare as pr
+from tuneops.quality import measures as pc
+from tuneops.quality import prepare as pr
 
 CHARS = pr.char_lengths(200)
 

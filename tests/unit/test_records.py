@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tuneops.errors import UserError
-from tuneops.files import read_json, write_json
-from tuneops.records import GateCheck, GateVerdict, QualityRecord
+from tuneops.config.errors import UserError
+from tuneops.config.records import GateCheck, GateVerdict, QualityRecord
+from tuneops.io.files import read_json, write_json
 
 
 def test_a_record_round_trips_through_its_file(tmp_path):

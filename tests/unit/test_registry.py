@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import ROOT, free_port
-from tuneops.errors import TransientError, UserError
-from tuneops.params import load_params
-from tuneops.records import Registration
-from tuneops.registry import champion, no_such_model_or_alias
+from tuneops.config.errors import TransientError, UserError
+from tuneops.config.params import load_params
+from tuneops.config.records import Registration
+from tuneops.registry.store import champion, no_such_model_or_alias
 
 REGISTER = load_params(ROOT / "params.yaml").register_
 

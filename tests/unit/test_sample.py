@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from tests.conftest import LABELS
-from tuneops.sample import sample_texts
+from tuneops.data.sample import sample_texts
 
 
 def test_the_sample_is_seeded_balanced_and_distinct():
@@ -36,7 +36,7 @@ def test_the_tokenizer_is_byte_level_bpe_with_eos_last_and_no_pad(sample):
 
 
 def test_the_gpt2_loads_as_a_classifier_with_a_fresh_head(sample, tokenizer):
-    from tuneops.modeling import load_classifier
+    from tuneops.models.loading import load_classifier
 
     model = load_classifier(str(sample.model_dir), LABELS, tokenizer)
     assert model.config.model_type == "gpt2" and model.config.pad_token_id == tokenizer.eos_token_id

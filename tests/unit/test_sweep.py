@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from tuneops.errors import UserError
-from tuneops.records import GateCheck, GateVerdict
-from tuneops.sweep import Experiment, absolute_tracking_uri, best, check_overrides, gate_score, queue_states, table
+from tuneops.config.errors import UserError
+from tuneops.config.records import GateCheck, GateVerdict
+from tuneops.jobs.sweep import Experiment, absolute_tracking_uri, best, check_overrides, gate_score, queue_states, table
 
 RAW = yaml.safe_load((ROOT / "params.yaml").read_text())
 

@@ -3,7 +3,7 @@
 import pytest
 
 from tests.conftest import short_run_train_params
-from tuneops.training import ReleaseFreedMemory, build_trainer, malloc_trim
+from tuneops.training.trainer import ReleaseFreedMemory, build_trainer, malloc_trim
 
 
 @pytest.fixture
@@ -58,8 +58,8 @@ def test_freed_memory_is_released_each_step_on_cpu_unless_turned_off(trainer_for
 def test_the_classifier_head_is_the_same_in_two_runs(sample, tokenizer):
     """The head is initialised from the seed: two identical runs start from identical weights."""
     from tests.conftest import LABELS, ROOT
-    from tuneops.params import load_params
-    from tuneops.training import build_model
+    from tuneops.config.params import load_params
+    from tuneops.training.trainer import build_model
 
     params = load_params(ROOT / "params.yaml")
     model = params.model.model_copy(update={"name": str(sample.model_dir)})
@@ -74,7 +74,7 @@ def test_a_causal_lm_trains_on_completions_and_prompt_loss_weight_counts_the_pro
     from datasets import Dataset
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from tuneops.training import CompletionTrainer
+    from tuneops.training.trainer import CompletionTrainer
 
     torch.manual_seed(0)
     config = GPT2Config(vocab_size=len(tokenizer), n_layer=1, n_embd=16, n_head=2)

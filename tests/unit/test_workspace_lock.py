@@ -11,14 +11,14 @@ import time
 import pytest
 
 from flows.stages import dvc_lock_holder
-from flows.workspace import hold_workspace, workspace_free
 from tests.conftest import ROOT
+from tuneops.jobs.workspace import hold_workspace, workspace_free
 
 HOLD = """
 import sys, time
 sys.path.insert(0, {root!r})
 from pathlib import Path
-from flows.workspace import hold_workspace
+from tuneops.jobs.workspace import hold_workspace
 with hold_workspace(5, "retrain run test-holder", Path({lock!r})):
     print("held", flush=True)
     time.sleep(60)

@@ -1,0 +1,84 @@
+"""The promotion gate, as a pure function: metrics and the champion's record in, a verdict out.
+
+A quality floor, an overfitting limit, and champion/challenger. The champion is looked up by the caller
+(evaluate asks the registry), so the decision itself is testable with numbers alone.
+"""
+
+from __future__ import annotations
+
+import math
+
+from tuneops.config.params import EvaluateParams
+from tuneops.config.records import (
+    Champion,
+    GateCheck,
+    GateVerdict,
+    GenerationMetrics,
+    GenerationScores,
+    Metrics,
+    SplitScores,
+)
+
+
+def check(name: str, observed: float | None, threshold: float | None, passed: bool, detail: str = "") -> GateCheck:
+    # A comparison with NaN is False either way round: fail a non-finite value by name, never by accident.
+    if observed is not None and not math.isfinite(observed):
+        passed, detail = False, f"{observed} is not a number the gate can compare; {detail}".rstrip("; ")
+    return GateCheck(check=name, observed=observed, threshold=threshold, passed=bool(passed), detail=detail)
+
+
+def beats_champion(
+    test: SplitScores | GenerationScores, champion: Champion | None, params: EvaluateParams
+) -> GateCheck:
+    metric = params.primary("generation" if isinstance(test, GenerationScores) else "classification")
+    ours = getattr(test, metric)
+    rule = f"test {metric} vs champion + min_improvement {params.min_improvement}"
+    if champion is None:
+        return check("beats_champion", ours, None, True, f"{rule}: no champion yet, the first model passes")
+    theirs = champion.metrics.get(f"test_{metric}")
+    needed = None if theirs is None else theirs + params.min_improvement
+    who = f"{champion.name} v{champion.version} ({champion.alias}"
+    who += f", {theirs:.4f})" if theirs is not None else ", which has no recorded value)"
+    return check("beats_champion", ours, needed, needed is None or ours >= needed, f"{rule}: {who}")
+
+
+def gate(metrics: Metrics, params: EvaluateParams, champion: Champion | None) -> GateVerdict:
+    test, gap = metrics.test, metrics.gap
+    checks = [
+        check("min_accuracy", test.accuracy, params.min_accuracy, test.accuracy >= params.min_accuracy),
+        check("min_macro_f1", test.macro_f1, params.min_macro_f1, test.macro_f1 >= params.min_macro_f1),
+        check(
+            "max_overfit_gap",
+            gap.accuracy,
+            params.max_overfit_gap,
+            gap.accuracy <= params.max_overfit_gap,
+            "train accuracy - test accuracy",
+        ),
+        check("max_loss_gap", gap.loss, params.max_loss_gap, gap.loss <= params.max_loss_gap, "test loss - train loss"),
+        beats_champion(test, champion, params),
+    ]
+    return GateVerdict(verdict="passed" if all(c.passed for c in checks) else "failed", checks=checks)
+
+
+def gate_generation(metrics: GenerationMetrics, params: EvaluateParams, champion: Champion | None) -> GateVerdict:
+    """A generation candidate: a floor on its generated completions' metric, the loss gap (test - train, on
+    completion tokens), beating every trivial baseline, and beating the champion."""
+    g = params.generation
+    metric, test = g.primary_metric, metrics.test
+    ours = getattr(test, metric)
+    best = max(metrics.baselines, key=lambda name: getattr(metrics.baselines[name], metric))
+    theirs = getattr(metrics.baselines[best], metric)
+    loss_gap = metrics.gap.loss
+    checks = [
+        check(f"min_{metric}", ours, g.min_score, ours is not None and ours >= g.min_score),
+        check("max_loss_gap", loss_gap, params.max_loss_gap, loss_gap <= params.max_loss_gap, "test loss - train loss"),
+        check(
+            "beats_baseline",
+            ours,
+            theirs + g.baseline_margin,
+            ours is not None and ours > theirs + g.baseline_margin,
+            f"the best trivial answer, {best} ({theirs:.4f}), + baseline_margin {g.baseline_margin}",
+        ),
+        beats_champion(test, champion, params),
+    ]
+    return GateVerdict(verdict="passed" if all(c.passed for c in checks) else "failed", checks=checks)

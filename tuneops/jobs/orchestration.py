@@ -1,0 +1,206 @@
+"""The retrain flow on a Prefect work pool, through Prefect's client: deployments, job submission, reading and
+cancelling runs. The library never imports `flows/`: a deployment names the flow by its entrypoint in the checkout.
+
+    tuneops deploy --pool tuneops          a process work pool (created if missing) and a deployment of retrain
+                                           on it, with params.yaml's flow.schedule
+    prefect worker start --pool tuneops    on any machine with the project: runs what the pool holds
+    tuneops up                             one machine: a Prefect server (when PREFECT_API_URL is unset), a worker
+                                           and `tuneops serve`, stopped together
+
+Fine-tuning jobs are flow runs of a second deployment of the same flow, `retrain/fine-tuning-jobs`, on the same
+pool and without a schedule: the API submits one run per job, with the job as a flow parameter.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tuneops.config.errors import UserError
+from tuneops.jobs.finetuning import JOB_TAG
+
+if TYPE_CHECKING:
+    from prefect import Flow
+
+log = logging.getLogger("tuneops.deploy")
+
+ENTRYPOINT = "flows/retrain.py:retrain"
+FLOW_NAME = "retrain"
+JOBS_DEPLOYMENT = "fine-tuning-jobs"
+DEFAULT_POOL = "tuneops"
+PREFECT_PORT = 4200
+
+
+def load_retrain(root: Path) -> Flow:
+    """The retrain flow from the checkout at `root`, by its entrypoint: what `tuneops run` and `schedule` call."""
+    from prefect.flows import load_flow_from_entrypoint
+
+    path, name = ENTRYPOINT.split(":")
+    return load_flow_from_entrypoint(f"{root.resolve() / path}:{name}")
+
+
+def ensure_pool(name: str) -> bool:
+    """A process work pool of this name; True when it had to be created."""
+    from prefect import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            pool = client.read_work_pool(name)
+        except ObjectNotFound:
+            try:
+                client.create_work_pool(WorkPoolCreate(name=name, type="process"))
+            except ObjectAlreadyExists:  # created meanwhile by another caller
+                return False
+            return True
+    if pool.type != "process":
+        raise UserError(f"work pool {name!r} is of type {pool.type!r}; tuneops deploys to a process pool")
+    return False
+
+
+def deploy(
+    root: Path,
+    pool: str,
+    name: str,
+    cron: str | None = None,
+    parameters: dict[str, Any] | None = None,
+    description: str | None = None,
+) -> uuid.UUID:
+    """A deployment of the retrain flow from this checkout on `pool`: a worker runs it in the checkout's
+    directory (a second machine needs the project at the same path)."""
+    from prefect import Flow
+
+    ensure_pool(pool)
+    source = Flow.from_source(source=str(root.resolve()), entrypoint=ENTRYPOINT)
+    return source.deploy(
+        name=name,
+        work_pool_name=pool,
+        cron=cron,
+        parameters=parameters or {},
+        description=description,
+        build=False,
+        push=False,
+        print_next_steps=False,
+        ignore_warnings=True,
+    )
+
+
+def deployment_id(name: str) -> uuid.UUID | None:
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            return client.read_deployment_by_name(f"{FLOW_NAME}/{name}").id
+        except ObjectNotFound:
+            return None
+
+
+class JobDeployment:
+    """The unscheduled deployment jobs are submitted to, made once per process on first use."""
+
+    def __init__(self, root: Path, pool: str) -> None:
+        self.root, self.pool = root, pool
+        self._ready = False
+
+    def ensure(self) -> None:
+        if not self._ready:
+            description = f"Fine-tuning jobs from the OpenAI-compatible API of {self.root}"
+            deploy(
+                self.root,
+                self.pool,
+                JOBS_DEPLOYMENT,
+                parameters={"params_path": "params.yaml"},
+                description=description,
+            )
+            self._ready = True
+
+    def submit(self, job: dict[str, Any]) -> Any:
+        """A flow run of the jobs deployment for this job; returns the FlowRun at once (it runs on a worker)."""
+        from prefect.deployments import run_deployment
+
+        self.ensure()
+        parameters = {"params_path": "params.yaml", "job": job}
+        return run_deployment(f"{FLOW_NAME}/{JOBS_DEPLOYMENT}", parameters=parameters, timeout=0, tags=[JOB_TAG])
+
+
+def require_api() -> str:
+    url = os.environ.get("PREFECT_API_URL", "").strip()
+    if not url:
+        raise UserError(
+            "no PREFECT_API_URL: jobs and deployments need a Prefect server a worker can reach "
+            "(`prefect server start`, then export PREFECT_API_URL=http://127.0.0.1:4200/api; `tuneops up` does both)"
+        )
+    return url
+
+
+def read_run(run_id: uuid.UUID) -> Any | None:
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            run = client.read_flow_run(run_id)
+        except ObjectNotFound:
+            return None
+    return run if JOB_TAG in run.tags else None
+
+
+def job_runs() -> list[Any]:
+    """Every job's flow run, newest first (created time, then id: a stable order to page through)."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+
+    jobs = FlowRunFilter(tags=FlowRunFilterTags(all_=[JOB_TAG]))
+    found: list[Any] = []
+    with get_client(sync_client=True) as client:
+        while True:
+            chunk = client.read_flow_runs(flow_run_filter=jobs, limit=200, offset=len(found))
+            found += chunk
+            if len(chunk) < 200:
+                break
+    return sorted(found, key=lambda r: (r.created, r.id.hex), reverse=True)
+
+
+def task_runs(run_id: uuid.UUID) -> list[Any]:
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        return client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+
+
+def cancel_run(run_id: uuid.UUID) -> None:
+    """Cancel through Prefect: a run no worker has started is Cancelled at once; a running one is set Cancelling,
+    and its worker kills the flow run's process group (the DVC stage and its training process with it)."""
+    from prefect import get_client
+    from prefect.states import Cancelled, Cancelling
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(run_id)
+        if run.state is None or run.state.is_final():
+            return
+        not_started = run.state.is_scheduled() or (run.state.is_pending() and not run.infrastructure_pid)
+        client.set_flow_run_state(run_id, Cancelled() if not_started else Cancelling(), force=True)
+
+
+def recent_runs(limit: int) -> list[str]:
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    retrain_only = FlowFilter(name=FlowFilterName(any_=["retrain"]))
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_filter=retrain_only, sort=FlowRunSort.START_TIME_DESC, limit=limit)
+    if not runs:
+        return ["no retrain runs on this Prefect API yet (`tuneops run`)"]
+    lines = [f"{'started':<20} {'run':<24} {'state':<10} message"]
+    for run in runs:
+        started = run.start_time.strftime("%Y-%m-%d %H:%M:%S") if run.start_time else "-"
+        message = run.state.message if run.state else ""
+        lines.append(f"{started:<20} {run.name:<24} {run.state_name or '-':<10} {message}")
+    return lines
