@@ -1,7 +1,7 @@
 # Shortcuts for the commands in README.md. The venv's bin comes first on PATH, so the `python` that
 # dvc.yaml's stage commands call is the venv's even when it is not activated.
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
-.PHONY: install run demo test test-fast lint bench
+.PHONY: install run demo test test-all lint bench
 
 install:  ## a virtualenv with the CPU build of torch and tuneops
 	python3 -m venv .venv
@@ -14,11 +14,11 @@ run:  ## the whole pipeline, DVC deciding what reruns
 demo:  ## the whole pipeline offline on the sample tuneops makes, to a champion and a prediction
 	.venv/bin/tuneops demo
 
-test:  ## the whole suite (tests/shared/ too when ../shared is there)
-	.venv/bin/python -m pytest
+test:  ## the fast layer (under 8 min on 2 cores): every unit test, one end-to-end `dvc repro`, one API round trip
+	.venv/bin/python -m pytest -m "not slow or smoke"
 
-test-fast:  ## everything but the end-to-end DVC / Prefect / training tests
-	.venv/bin/python -m pytest -m "not slow"
+test-all:  ## the whole suite: DVC, Prefect, training and serving end to end (tests/shared/ too when ../shared is there)
+	.venv/bin/python -m pytest
 
 lint:
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .

@@ -1,7 +1,9 @@
-"""Generation speed, side by side: `tuneops predict`'s generation (tuneops.generation.generate) vs a plain
-transformers pipeline("text-generation"), greedy, the same prompts and max_new_tokens, in one run.
+"""Generation speed, side by side: `tuneops predict`'s generation (tuneops.inference.generation) vs transformers'
+own `model.generate` on the same length-sorted, left-padded batches, and vs a plain transformers
+pipeline("text-generation"), greedy, the same prompts and max_new_tokens, in one run.
 
     python bench/generate_speed.py [--n-prompts 64] [--max-new-tokens 32] [--batch-size 32] [--bf16]
+    python bench/generate_speed.py --quick      (32 prompts, no pipeline: under a minute on 2 cores)
 
 Model: GPT-2 small's architecture (transformers.GPT2Config() defaults, random init, seeded): the pretrained
 weights cost the same compute. Tokenizer: the real GPT-2 tokenizer from ../shared/models/gpt2-tokenizer (else
@@ -10,8 +12,9 @@ span-extraction task formats them, "{text}\\nsentiment: {sentiment}\\n\\n###\\n\
 Random weights almost never emit eos, so both sides generate max_new_tokens for (almost) every prompt.
 tuneops: the model loaded as the registry's is (modeling.load_trained), batches sorted by length, left padding,
 KV cache, fp32 (--bf16 adds a run of the model cast to bf16, as a server may where bf16 is native). Plain: the
-pipeline's defaults (one prompt at a time), do_sample=False. Throughput counts generated tokens (the eos
-included, as both count it).
+pipeline's defaults (one prompt at a time), do_sample=False. transformers generate: the same model object,
+`model.generate(do_sample=False)` per batch of the same length-sorted batches, so only the decode loop differs.
+Throughput counts generated tokens (the eos included, as all count it).
 """
 
 from __future__ import annotations
@@ -89,6 +92,59 @@ def run_tuneops(
     return [c.text for c in out], sum(c.completion_tokens for c in out), seconds
 
 
+def run_hf_generate(model_dir: str, texts: list[str], max_new: int, batch_size: int) -> tuple[list[str], int, float]:
+    """transformers' own generate on the batches tuneops makes (length-sorted, left-padded), greedy."""
+    import torch
+
+    from tuneops.models.batches import length_sorted_batches
+    from tuneops.models.loading import load_trained
+
+    model, tokenizer = load_trained(model_dir)
+    tokenizer.padding_side = "left"
+    eos = tokenizer.eos_token_id
+
+    def batch(rows: list[str], new: int) -> torch.Tensor:
+        enc = tokenizer(rows, return_tensors="pt", padding=True)
+        with torch.inference_mode():
+            out = model.generate(**enc, max_new_tokens=new, do_sample=False, pad_token_id=eos)
+        return out[:, enc["input_ids"].shape[1] :]
+
+    batch(texts[:4], 4)  # warm-up
+    lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]]
+    out: list[str] = [""] * len(texts)
+    tokens = 0
+    start = time.perf_counter()
+    for rows in length_sorted_batches(lengths, batch_size):
+        for i, new in zip(rows, batch([texts[i] for i in rows], max_new).tolist(), strict=True):
+            ended = new.index(eos) + 1 if eos in new else len(new)  # after eos, generate pads
+            tokens += ended
+            out[int(i)] = tokenizer.decode(new[:ended], skip_special_tokens=True)
+    return out, tokens, time.perf_counter() - start
+
+
+def run_hf_continuous(model_dir: str, texts: list[str], max_new: int) -> tuple[list[str], int, float]:
+    """transformers' continuous batching (`model.generate_batch`: paged KV cache, a scheduler), greedy."""
+    from transformers import GenerationConfig
+
+    from tuneops.models.loading import load_trained
+
+    model, tokenizer = load_trained(model_dir)
+    eos = tokenizer.eos_token_id
+    ids = tokenizer(texts)["input_ids"]
+
+    def run(inputs: list[list[int]], new: int) -> list[list[int]]:
+        config = GenerationConfig(max_new_tokens=new, do_sample=False, eos_token_id=eos, pad_token_id=eos)
+        out = model.generate_batch(inputs=inputs, generation_config=config)
+        return [out[f"req_{i}"].generated_tokens for i in range(len(inputs))]
+
+    run(ids[:4], 4)  # warm-up
+    start = time.perf_counter()
+    generated = run(ids, max_new)
+    seconds = time.perf_counter() - start
+    texts_out = [tokenizer.decode([t for t in new if t != eos], skip_special_tokens=True) for new in generated]
+    return texts_out, sum(len(new) for new in generated), seconds
+
+
 def run_pipeline(model_dir: str, texts: list[str], max_new: int) -> tuple[list[str], int, float]:
     from transformers import pipeline
 
@@ -108,20 +164,39 @@ def run_pipeline(model_dir: str, texts: list[str], max_new: int) -> tuple[list[s
     return texts_out, tokens, seconds
 
 
-def main(n_prompts: int, max_new: int, batch_size: int, bf16: bool) -> None:
-    from tuneops.models.loading import native_bf16, set_threads
+def main(
+    n_prompts: int,
+    max_new: int,
+    batch_size: int,
+    bf16: bool,
+    pipeline: bool = True,
+    repeats: int = 1,
+    continuous: bool = False,
+) -> None:
+    from tuneops.models.hardware import native_bf16, set_threads
 
     threads = set_threads(None)
     load_before = os.getloadavg()[0]
     texts, source = prompts(n_prompts)
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer_name = save_model(Path(tmp))
+        # alternated, best of `repeats`: other load on a shared machine comes and goes within a run
         ours, our_tokens, our_s = run_tuneops(tmp, texts, max_new, batch_size, bf16=False)
+        hf, hf_tokens, hf_s = run_hf_generate(tmp, texts, max_new, batch_size)
+        for _ in range(repeats - 1):
+            our_s = min(our_s, run_tuneops(tmp, texts, max_new, batch_size, bf16=False)[2])
+            hf_s = min(hf_s, run_hf_generate(tmp, texts, max_new, batch_size)[2])
+        if continuous:
+            cb, cb_tokens, cb_s = run_hf_continuous(tmp, texts, max_new)
         if bf16:
             ours_bf16, bf16_tokens, bf16_s = run_tuneops(tmp, texts, max_new, batch_size, bf16=True)
-        theirs, their_tokens, their_s = run_pipeline(tmp, texts, max_new)
+        if pipeline:
+            theirs, their_tokens, their_s = run_pipeline(tmp, texts, max_new)
+        else:
+            theirs, their_tokens, their_s = hf, hf_tokens, hf_s
 
     same = sum(a == b for a, b in zip(ours, theirs, strict=True))
+    same_hf = sum(a == b for a, b in zip(ours, hf, strict=True))
     print(f"model                           GPT-2 small architecture (random init), {tokenizer_name}")
     print(f"prompts                         {len(texts)} {source}; max_new_tokens {max_new}; {threads} threads")
     print(f"machine load (1-min average)    {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
@@ -135,6 +210,19 @@ def main(n_prompts: int, max_new: int, batch_size: int, bf16: bool) -> None:
             f"tuneops generate (bf16 weights) {bf16_tokens / bf16_s:8.1f} tokens/s  ({bf16_s:.1f} s, native bf16: "
             f"{native_bf16()}; same text as plain: {agree}/{len(texts)})"
         )
+    print(
+        f"transformers generate (batched) {hf_tokens / hf_s:8.1f} tokens/s  ({hf_tokens} tokens, {hf_s:.1f} s, "
+        f"the same batches; same text as tuneops: {same_hf}/{len(texts)})"
+    )
+    print(f"ratio tuneops / generate        {(our_tokens / our_s) / (hf_tokens / hf_s):8.2f}x")
+    if continuous:
+        agree = sum(a == b for a, b in zip(ours, cb, strict=True))
+        print(
+            f"transformers generate_batch     {cb_tokens / cb_s:8.1f} tokens/s  ({cb_tokens} tokens, {cb_s:.1f} s, "
+            f"continuous batching; same text as tuneops: {agree}/{len(texts)})"
+        )
+    if not pipeline:
+        return
     print(
         f"transformers pipeline (plain)   {their_tokens / their_s:8.1f} tokens/s  "
         f"({their_tokens} tokens, {their_s:.1f} s)"
@@ -158,5 +246,17 @@ if __name__ == "__main__":
     parser.add_argument(
         "--bf16", action="store_true", help="also time the model cast to bf16 (a server's option where native)"
     )
+    parser.add_argument("--quick", action="store_true", help="32 prompts, tuneops vs generate only (no pipeline)")
+    parser.add_argument("--continuous", action="store_true", help="also transformers' continuous batching")
+    parser.add_argument("--repeats", type=int, default=1, help="tuneops and generate alternated, best time of each")
     args = parser.parse_args()
-    main(args.n_prompts, args.max_new_tokens, args.batch_size, args.bf16)
+    n_prompts = 32 if args.quick else args.n_prompts
+    main(
+        n_prompts,
+        args.max_new_tokens,
+        args.batch_size,
+        args.bf16,
+        pipeline=not args.quick,
+        repeats=args.repeats,
+        continuous=args.continuous,
+    )

@@ -47,7 +47,8 @@ def main() -> None:
     from transformers import pipeline
 
     from tuneops.inference.predict import predict, read_texts
-    from tuneops.models.loading import load_trained, native_bf16, predict_texts, set_threads
+    from tuneops.models.hardware import native_bf16, set_threads
+    from tuneops.models.loading import load_trained, predict_texts
 
     set_threads(None)
     texts = read_texts(TEST)

@@ -92,7 +92,7 @@ def matmul_flops(n: int = 3072, reps: int = 8, dtype: str = "float32") -> float:
     """Dense matmul FLOP/s on this machine, with the threads training uses (best of 3)."""
     import torch
 
-    from tuneops.models.loading import set_threads
+    from tuneops.models.hardware import set_threads
 
     set_threads(None)
     a, b = torch.randn(n, n, dtype=getattr(torch, dtype)), torch.randn(n, n, dtype=getattr(torch, dtype))
@@ -189,7 +189,8 @@ def stage_trainer(
 
 def run_side(side: str, overrides: dict | None = None) -> dict:
     """One side in this process: returns throughput and this process's peak RSS."""
-    from tuneops.models.loading import load_tokenizer, set_threads
+    from tuneops.models.hardware import set_threads
+    from tuneops.models.loading import load_tokenizer
 
     set_threads(None)
     tokenizer = load_tokenizer(str(TOKENIZER))

@@ -27,25 +27,23 @@ from prefect.runtime import flow_run
 from prefect.states import Failed
 
 from tuneops.config.errors import UserError
-from tuneops.config.params import parse_params, tracking_uri
+from tuneops.config.params import load_params, parse_params, tracking_uri
 from tuneops.config.paths import DVC_YAML_PATH, PARAMS_PATH, REGISTERED_PATH
 from tuneops.config.records import Registration
 from tuneops.io.files import read_json, write_text
+from tuneops.jobs.events import RESULTS_CSV, final_log_history, results_csv
 from tuneops.jobs.file_store import FileStore
-from tuneops.jobs.finetuning import (
-    FILE_CHECK_TASK,
+from tuneops.jobs.spec import (
     FT_MODEL_TAG,
     JOB_DATA_DIR,
-    RESULTS_CSV,
     JobSpec,
     apply_overrides,
-    final_log_history,
     fine_tuned_model,
     job_alias,
     job_id,
     job_workspace,
-    results_csv,
 )
+from tuneops.jobs.states import FILE_CHECK_TASK
 
 PIPELINE = (DVC_YAML_PATH, Path("tasks"), Path("tuneops"))  # params.yaml is written, not copied
 
@@ -158,9 +156,7 @@ def finish(root: Path, workspace: Path, job: str, spec: JobSpec, log: logging.Lo
         log.info("result file %s (%d steps)", stored.id, csv_text.count("\n") - 1)
     registered = workspace / REGISTERED_PATH
     if registered.is_file():
-        from mlflow import MlflowClient
-
-        from tuneops.config.params import load_params
+        from mlflow import MlflowClient  # start-up: mlflow costs seconds, and only a registered job needs it
 
         record = read_json(registered, Registration)
         ft = fine_tuned_model(spec.model, spec.suffix, record.version)

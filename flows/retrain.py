@@ -25,7 +25,7 @@ from prefect.states import Completed, Failed
 import tuneops.config.runner  # noqa: F401  (its environment defaults: the temporary Prefect server it starts sends no telemetry)
 from flows import reports
 from flows.job import run_job
-from flows.stages import StageFailed, StageResult, TransientStageFailure, dvc_stages, repro
+from flows.stages import StageFailed, StageResult, TransientStageFailure, dvc_stages, failure_reason, repro, stream
 from tuneops.config.errors import UserError
 from tuneops.config.params import FlowParams, load_params
 from tuneops.config.paths import (
@@ -39,7 +39,7 @@ from tuneops.config.paths import (
 )
 from tuneops.config.records import DataReview, DataVerdict, GateVerdict, QualityRecord, RunSummary
 from tuneops.io.files import read_json, write_json
-from tuneops.jobs.finetuning import JobSpec
+from tuneops.jobs.spec import JobSpec
 from tuneops.jobs.workspace import LEASE_S, claim_workspace, workspace_lock_name
 from tuneops.quality.suites import review_needed
 
@@ -110,8 +110,6 @@ def review(params: FlowParams, records: list[QualityRecord], manifest_sha: str) 
 
 def push(log: logging.Logger) -> str | None:
     """`dvc push` of every DVC-tracked output; return the reason it failed, or None."""
-    from flows.stages import failure_reason, stream
-
     code, lines = stream(["dvc", "push"], "push", log)
     return None if code == 0 else failure_reason("push", lines)
 

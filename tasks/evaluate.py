@@ -53,7 +53,8 @@ from tuneops.evaluation.metrics import confusion_rows, gap, plot_confusion, plot
 from tuneops.inference.generation import generate
 from tuneops.io.files import write_json, write_jsonl
 from tuneops.io.integrity import verify_outputs
-from tuneops.models.loading import load_trained, predict_logits, saved_task, set_threads
+from tuneops.models.hardware import set_threads
+from tuneops.models.loading import load_trained, predict_logits, saved_task
 from tuneops.registry.store import champion, registered_before
 
 log = logging.getLogger("tuneops.evaluate")

@@ -33,18 +33,9 @@ from tuneops.config.runner import run_main, stage_parser
 from tuneops.data.tokenization import load_processed
 from tuneops.io.files import said_when_disk_full, write_json
 from tuneops.models.loading import load_tokenizer
+from tuneops.training.checkpoints import FINGERPRINT, CheckpointMarker, fingerprint, prepare_checkpoints_once
 from tuneops.training.launch import recorded, torchrun, wants_torchrun
-from tuneops.training.trainer import (
-    FINGERPRINT,
-    CheckpointMarker,
-    build_model,
-    build_trainer,
-    epoch_history,
-    fingerprint,
-    mlflow_env,
-    prepare_checkpoints_once,
-    save_candidate,
-)
+from tuneops.training.trainer import build_model, build_trainer, epoch_history, mlflow_env, save_candidate
 
 log = logging.getLogger("tuneops.train")
 

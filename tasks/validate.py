@@ -38,8 +38,9 @@ from tuneops.config.records import DataVerdict, QualityRecord
 from tuneops.config.runner import run_main, stage_parser
 from tuneops.data.splits import read_splits
 from tuneops.io.files import remove, sha256_file, staged_dir, write_json, write_text
+from tuneops.quality.generation_suites import run_generation_checks
 from tuneops.quality.review_page import render, shares_by_split
-from tuneops.quality.suites import add_plain_index, run_checks, run_generation_checks, table
+from tuneops.quality.suites import add_plain_index, run_checks, table
 
 log = logging.getLogger("tuneops.validate")
 

@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import ROOT
 from tuneops.jobs.file_store import FileStore
-from tuneops.serve.finetuning.routes import FineTuning
+from tuneops.serve.errors import install_error_handlers
 from tuneops.serve.finetuning.routes import router as finetune_router
-from tuneops.serve.openai.routes import install_error_handlers
+from tuneops.serve.finetuning.shared import FineTuning
 
 GOOD = "".join(f'{{"prompt": "day {i} ->", "completion": " fine {i}\\n"}}\n' for i in range(4)).encode()
 

@@ -85,6 +85,7 @@ def test_models_are_listed(client):
     assert client.models.retrieve(FINE_TUNED).owned_by == "tuneops"
 
 
+@pytest.mark.smoke  # `make test`'s one round trip: the official client against `tuneops serve`
 def test_the_seeds_snippet_runs_against_a_fine_tuned_model(client):
     response = client.completions.create(model=FINE_TUNED, prompt="I love my cat", max_tokens=5, temperature=0)
     assert isinstance(response.choices[0].text.strip(), str)

@@ -7,9 +7,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from tuneops.inference.batching import Job, Sampling, group_jobs
+from tuneops.inference.batching import InferenceRequest as Job
+from tuneops.inference.batching import group_requests as group_jobs
+from tuneops.inference.sampling import SamplingParams as Sampling
 from tuneops.registry.catalog import Card, Ref, model_cards, parse_model_id
-from tuneops.serve.openai.routes import validation_error
+from tuneops.serve.errors import validation_error
 
 
 @pytest.mark.parametrize(

@@ -136,9 +136,9 @@ def test_cli_reports_a_data_mistake_without_traceback_and_keeps_no_output(tmp_pa
 
 def test_a_max_length_beyond_the_models_positions_stops_tokenize_naming_both(sample, tmp_path):
     from tasks.tokenize import tokenize
-    from tuneops.io.files import write_json
     from tuneops.config.params import load_params
     from tuneops.config.records import DataVerdict
+    from tuneops.io.files import write_json
 
     params = load_params(ROOT / "params.yaml")
     params = params.model_copy(

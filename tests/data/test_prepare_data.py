@@ -11,8 +11,8 @@ import yaml
 
 from tests.conftest import ROOT
 from tuneops.cli.main import main
-from tuneops.io.files import read_json
 from tuneops.config.records import PrepareReport
+from tuneops.io.files import read_json
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

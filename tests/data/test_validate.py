@@ -61,10 +61,15 @@ CASES = {
     "empty text": (lambda f: with_text(f, "train", 3, "   "), ("empty_text_rate", "train")),
     "null text": (lambda f: with_text(f, "test", 0, None), ("no_null_text", "test")),
     "too long": (lambda f: with_text(f, "validation", 1, "x" * 2000), ("text_length", "validation")),
-    "duplicates": (lambda f: [with_text(f, "train", i, "same old tweet") for i in range(5)][-1], ("duplicate_rate", "train")),
+    "duplicates": (
+        lambda f: [with_text(f, "train", i, "same old tweet") for i in range(5)][-1],
+        ("duplicate_rate", "train"),
+    ),
     "leakage": (lambda f: with_text(f, "test", 2, f["train"].loc[7, "text"]), ("leakage_rate", "test")),
-    "only urls": (lambda f: [with_text(f, "train", i, "@bob http://t.co/x #yes") for i in range(3)][-1],
-                  ("only_urls_mentions_rate", "train")),
+    "only urls": (
+        lambda f: [with_text(f, "train", i, "@bob http://t.co/x #yes") for i in range(3)][-1],
+        ("only_urls_mentions_rate", "train"),
+    ),
     "mojibake": (lambda f: with_text(f, "train", 5, "donâ€™t ï¿½ know"), ("mojibake_rate", "train")),
     "control chars": (lambda f: with_text(f, "test", 5, "bell\x07 here"), ("mojibake_rate", "test")),
 }
@@ -116,6 +121,8 @@ def test_error_check_stops_with_each_failure_and_no_verdict(tmp_path):
         validate(PARAMS, LABELS, interim, tmp_path / "docs", tmp_path / "dq.json", verdict)
     assert not verdict.exists()
     records = json.loads((tmp_path / "dq.json").read_text())
-    leak = next(r for r in records if r["check"] == "leakage_rate" and r["split"] == "test")  # the file, as people read it
+    leak = next(
+        r for r in records if r["check"] == "leakage_rate" and r["split"] == "test"
+    )  # the file, as people read it
     assert leak["passed"] is False and leak["severity"] == "error" and leak["examples"]
     assert (tmp_path / "docs" / "index.html").is_file()  # the report is there for people to read

@@ -12,8 +12,8 @@ from tasks.validate import validate
 from tests.conftest import LABELS, ROOT
 from tuneops.config.errors import UserError
 from tuneops.config.params import load_params
-from tuneops.quality.suites import pair_columns, pair_endings, run_generation_checks
 from tuneops.data.splits import text_key
+from tuneops.quality.generation_suites import pair_columns, pair_endings, run_generation_checks
 
 PARAMS = load_params(ROOT / "params.yaml").validate_
 STOP = ["\n"]

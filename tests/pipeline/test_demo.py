@@ -13,6 +13,7 @@ from tuneops.cli.demo import EXAMPLES
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.smoke  # `make test`'s one end-to-end `dvc repro`
 def test_the_demo_ends_with_a_champion_and_a_prediction_and_leaves_the_checkout_alone(tmp_path):
     from mlflow import MlflowClient
 

@@ -131,7 +131,7 @@ def test_a_rank_with_bad_input_fails_the_stage_with_its_error(ddp, tmp_path):
 
 def whole_since(checkpoint: Path, started: float) -> bool:
     """Complete and written since `started`, with both ranks' random states (the Trainer writes them last)."""
-    from tuneops.training.trainer import checkpoint_problem
+    from tuneops.training.checkpoints import checkpoint_problem
 
     state = checkpoint / "trainer_state.json"
     fresh = state.is_file() and state.stat().st_mtime > started

@@ -11,7 +11,10 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import Annotated
+
+import typer
 
 from tuneops.config.errors import UserError
 from tuneops.jobs.orchestration import PREFECT_PORT, JobDeployment, ensure_pool
@@ -68,7 +71,7 @@ def up(root: Path, pool: str, serve_args: list[str], port: int = PREFECT_PORT) -
     procs: list[subprocess.Popen] = []
     stopping = {"signal": None}
 
-    def on_signal(signum: int, _: Any) -> None:
+    def on_signal(signum: int, _: FrameType | None) -> None:
         stopping["signal"] = signum
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -102,3 +105,19 @@ def up(root: Path, pool: str, serve_args: list[str], port: int = PREFECT_PORT) -
             stop(proc)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def command(
+    pool: Annotated[str, typer.Option(metavar="POOL", help="work pool for jobs and the worker")] = "tuneops",
+    host: Annotated[str, typer.Option(metavar="HOST", help="address `tuneops serve` binds")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(metavar="PORT", help="port of `tuneops serve`")] = 8000,
+    prefect_port: Annotated[int, typer.Option(metavar="PORT", help="port of the Prefect server")] = PREFECT_PORT,
+) -> None:
+    """one machine: a Prefect server (if PREFECT_API_URL is unset), a worker and `tuneops serve`, together
+
+    Starts `prefect server start` when PREFECT_API_URL is unset, `prefect worker start --pool POOL` and
+    `tuneops serve` (with the files and fine-tuning jobs API); Ctrl-C or SIGTERM stops all three, and so does any one
+    of them exiting."""
+    code = up(Path.cwd(), pool, ["--host", host, "--port", str(port)], prefect_port)
+    if code:
+        raise SystemExit(code)

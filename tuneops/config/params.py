@@ -7,19 +7,22 @@ typo or a wrong type stops with a message that names the key.
 from __future__ import annotations
 
 import os
+import string
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    JsonValue,
     ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from tuneops.config.errors import UserError
 from tuneops.config.paths import PARAMS_PATH
@@ -145,7 +148,7 @@ class TrainingArgs(Strict):
     torch_compile: bool
     bf16: bool
     activation_checkpointing: bool
-    activation_checkpointing_kwargs: dict[str, Any] | None = None
+    activation_checkpointing_kwargs: dict[str, JsonValue] | None = None
     eval_steps: int | None = Field(default=None, gt=0)
     save_steps: int | None = Field(default=None, gt=0)
 
@@ -262,6 +265,15 @@ class ChatTemplate(Strict):
         return template
 
 
+def template_fields(template: str) -> list[str]:
+    """The column names a template uses, in order (`"{text}\\nsentiment: {sentiment}"` -> text, sentiment)."""
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:  # an unmatched brace
+        raise ValueError(f"not a valid template ({exc}); write a literal brace as {{{{ or }}}}") from None
+    return [name for _, name, _, _ in parsed if name]
+
+
 class GenerationParams(Strict):
     prompt_template: str
     completion_template: str
@@ -273,8 +285,6 @@ class GenerationParams(Strict):
     @field_validator("prompt_template", "completion_template")
     @classmethod
     def _has_fields(cls, template: str) -> str:
-        from tuneops.data.templates import template_fields
-
         if not template_fields(template):
             raise ValueError("names no column; write the columns in braces, e.g. {prompt}")
         return template
@@ -332,7 +342,7 @@ RENAMED = {
 }
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: ErrorDetails) -> str:
     key = ".".join(str(p) for p in error["loc"])
     if error["type"] == "extra_forbidden":
         if (new := RENAMED.get(str(error["loc"][-1]))) and error["loc"][:2] == ("train", "args"):
@@ -346,7 +356,7 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{key}: {message} (got {error.get('input')!r})"
 
 
-def parse_params(raw: dict[str, Any], origin: str = str(PARAMS_PATH)) -> Params:
+def parse_params(raw: dict[str, JsonValue], origin: str = str(PARAMS_PATH)) -> Params:
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:

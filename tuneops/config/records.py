@@ -6,9 +6,9 @@ missing field fails at the reader with the file's name instead of a KeyError thr
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, JsonValue, field_validator
 
 Severity = Literal["error", "warning"]
 
@@ -40,13 +40,13 @@ class QualityRecord(Record):
     split: str
     severity: Severity
     passed: bool
-    observed: Any
-    threshold: Any
+    observed: JsonValue
+    threshold: JsonValue
     examples: list[str]
 
-    @field_validator("observed", "threshold")
+    @field_validator("observed", "threshold", mode="before")
     @classmethod
-    def _plain(cls, value: Any) -> Any:
+    def _plain(cls, value: object) -> object:
         """numpy scalars (what pandas and GX hand back) as Python numbers: JSON cannot hold them."""
         if isinstance(value, (list, tuple)):
             return [v.item() if hasattr(v, "item") else v for v in value]
@@ -228,7 +228,7 @@ class PrepCheck(Record):
     check: str
     verdict: Verdict
     message: str
-    observed: Any
+    observed: JsonValue
     fix: str | None  # what --fix does about it (None: nothing to fix, or nothing a tool can fix)
     lines: list[int]  # where the offending rows are in the file (line of JSONL, data row otherwise), first 20
 

@@ -9,7 +9,6 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from tuneops.config.errors import EXIT_TRANSIENT, EXIT_USER_ERROR, TransientError, UserError
 from tuneops.config.paths import PARAMS_PATH
@@ -38,7 +37,7 @@ def setup_logging(level: int = logging.INFO) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def run_main(main: Callable[[], Any]) -> None:
+def run_main(main: Callable[[], object]) -> None:
     """Run an entry point: a user error becomes one line on stderr and exit 2, a transient one exit 75."""
     setup_logging()
     try:

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
 
 LABELS = ("negative", "neutral", "positive")
 EOS = "<|endoftext|>"
@@ -130,7 +134,7 @@ def write_sample(dest: Path, n_train: int = 600, n_test: int = 150, seed: int = 
     return dest
 
 
-def build_tokenizer(texts: list[str], vocab_size: int = 1000) -> Any:
+def build_tokenizer(texts: list[str], vocab_size: int = 1000) -> PreTrainedTokenizerFast:
     """A byte-level BPE tokenizer trained on `texts`, GPT-2's way: any string encodes, eos and no pad."""
     from tokenizers import ByteLevelBPETokenizer
     from transformers import PreTrainedTokenizerFast
@@ -143,7 +147,9 @@ def build_tokenizer(texts: list[str], vocab_size: int = 1000) -> Any:
     )
 
 
-def build_gpt2(dest: Path, tokenizer: Any, n_layer: int = 2, n_embd: int = 64, n_head: int = 4, seed: int = 0) -> Path:
+def build_gpt2(
+    dest: Path, tokenizer: PreTrainedTokenizerBase, n_layer: int = 2, n_embd: int = 64, n_head: int = 4, seed: int = 0
+) -> Path:
     """A randomly initialised GPT-2 language model with `tokenizer`, saved like the Hub's `gpt2` (no head)."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from tuneops.io import hub
 from tuneops.config.errors import TransientError, UserError
+from tuneops.io import hub
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 SPLIT_NAMES = {"train": "train", "test": "test", "validation": "validation", "valid": "validation", "dev": "validation"}

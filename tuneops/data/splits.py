@@ -11,11 +11,11 @@ from pathlib import Path
 import pandas as pd
 
 from tuneops.config.errors import UserError
-from tuneops.io.files import sha256_file, staged_dir, write_json
-from tuneops.config.params import DataParams, GenerationParams
+from tuneops.config.params import DataParams, GenerationParams, template_fields
 from tuneops.config.paths import MANIFEST_PATH, SPLITS, split_path
-from tuneops.data.templates import chat_pair, render, template_fields
 from tuneops.config.records import Manifest, SplitManifest
+from tuneops.data.templates import chat_pair, render
+from tuneops.io.files import sha256_file, staged_dir, write_json
 
 log = logging.getLogger("tuneops.splits")
 

@@ -6,25 +6,14 @@ request with the same template, so a model is always asked the way it was taught
 
 from __future__ import annotations
 
-import string
 from collections.abc import Mapping
-from typing import Any
 
-from tuneops.config.params import ChatTemplate
+from tuneops.config.params import ChatTemplate, template_fields
 
 ROLES = ("system", "user", "assistant")
 
 
-def template_fields(template: str) -> list[str]:
-    """The column names a template uses, in order (`"{text}\\nsentiment: {sentiment}"` -> text, sentiment)."""
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as exc:  # an unmatched brace
-        raise ValueError(f"not a valid template ({exc}); write a literal brace as {{{{ or }}}}") from None
-    return [name for _, name, _, _ in parsed if name]
-
-
-def render(template: str, row: Mapping[str, Any]) -> str:
+def render(template: str, row: Mapping[str, object]) -> str:
     """The template filled with the row's values as text (missing columns are checked by the caller)."""
     return template.format_map({name: str(row[name]) for name in template_fields(template)})
 
@@ -43,7 +32,7 @@ def turn(chat: ChatTemplate, role: str, content: str) -> str:
     return getattr(chat, role).replace("{content}", content)
 
 
-def check_messages(messages: Any) -> list[dict[str, str]]:
+def check_messages(messages: object) -> list[dict[str, str]]:
     """Messages as OpenAI's chat format has them; ValueError naming the first problem."""
     if not isinstance(messages, list) or not messages:
         raise ValueError("`messages` must be a non-empty list of {role, content} objects")
@@ -64,7 +53,7 @@ def chat_prompt(messages: list[dict[str, str]], chat: ChatTemplate) -> tuple[str
     return text + prefix, [suffix] if suffix else []
 
 
-def chat_pair(messages: Any, chat: ChatTemplate) -> tuple[str, str, str]:
+def chat_pair(messages: object, chat: ChatTemplate) -> tuple[str, str, str]:
     """A training pair from a conversation: every turn before the last as the prompt, the last (the
     assistant's) as the completion, ending with the template's suffix; and the last user message (for the
     copy baseline)."""

@@ -6,12 +6,19 @@ Pads nothing: the collator pads each batch to its longest member (the seed padde
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from tuneops.config.records import LengthStats
+
+if TYPE_CHECKING:
+    from datasets import DatasetDict
+    from transformers import PreTrainedTokenizerBase
+
+
+Columns = dict[str, list[list[int]] | list[int]]  # a split's token columns: input_ids, label / prompt_length
 
 
 def subset(df: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
@@ -38,7 +45,7 @@ def length_stats(lengths: np.ndarray, max_length: int) -> LengthStats:
     )
 
 
-def encode(df: pd.DataFrame, tokenizer: Any, max_length: int) -> tuple[dict[str, list], LengthStats]:
+def encode(df: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, max_length: int) -> tuple[Columns, LengthStats]:
     """Token ids, attention masks and labels, truncated to max_length; and the lengths before truncation."""
     ids = tokenizer(df["text"].tolist())["input_ids"]  # untruncated first, to measure truncation
     stats = length_stats(np.array([len(x) for x in ids]), max_length)
@@ -47,7 +54,7 @@ def encode(df: pd.DataFrame, tokenizer: Any, max_length: int) -> tuple[dict[str,
     return columns, stats
 
 
-def load_processed(processed_dir: Path) -> Any:
+def load_processed(processed_dir: Path) -> DatasetDict:
     """The tokenized splits, read-only: `datasets` would otherwise write cache files into the DVC output
     (a shuffle, a select), DVC would see it modified, and rerun everything after it."""
     import datasets
@@ -56,7 +63,7 @@ def load_processed(processed_dir: Path) -> Any:
     return datasets.load_from_disk(str(processed_dir), keep_in_memory=True)
 
 
-def encode_pairs(df: pd.DataFrame, tokenizer: Any, max_length: int) -> tuple[dict[str, list], LengthStats]:
+def encode_pairs(df: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, max_length: int) -> tuple[Columns, LengthStats]:
     """prompt + completion + eos as one sequence of ids, where the completion starts (`prompt_length`), and the
     pair's texts.
 

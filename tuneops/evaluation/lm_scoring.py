@@ -10,14 +10,25 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
 
 from tuneops.config.records import BaselineScores, GenerationSample
-from tuneops.models.loading import PAD_TO_MULTIPLE_OF, CompletionCollator, length_sorted_batches
+from tuneops.models.batches import PAD_TO_MULTIPLE_OF, CompletionCollator, length_sorted_batches
 from tuneops.quality.measures import common_suffix
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+class Generated(Protocol):
+    """A generated completion (tuneops.inference.generation.Completion, which this layer sits below)."""
+
+    text: str
+    finish_reason: str
 
 
 def words(text: str) -> set[str]:
@@ -62,7 +73,9 @@ def baselines(
 
 
 @torch.inference_mode()
-def teacher_forced(model: Any, tokenizer: Any, rows: Any, batch_size: int) -> tuple[float, float]:
+def teacher_forced(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: Dataset, batch_size: int
+) -> tuple[float, float]:
     """Mean loss per completion token (its eos included) and token accuracy, the prompt given and masked by
     position, as in training (prompt_loss_weight aside: this measures the completions only)."""
     collate = CompletionCollator(tokenizer.pad_token_id, 0.0, PAD_TO_MULTIPLE_OF)
@@ -88,7 +101,9 @@ def perplexity(loss: float) -> float:
     return math.exp(min(loss, 50.0))  # capped: an untrained model's exp(loss) overflows the JSON
 
 
-def samples(prompts: Sequence[str], expected: Sequence[str], completions: Sequence[Any]) -> list[GenerationSample]:
+def samples(
+    prompts: Sequence[str], expected: Sequence[str], completions: Sequence[Generated]
+) -> list[GenerationSample]:
     return [
         GenerationSample(
             prompt=p,

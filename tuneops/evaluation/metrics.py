@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tuneops.config.records import ClassScores, Gap, GenerationMetrics, GenerationSample, SplitScores
+
+if TYPE_CHECKING:
+    from transformers import EvalPrediction
 
 
 def accuracy_macro_f1(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -21,7 +24,7 @@ def accuracy_macro_f1(logits: np.ndarray, labels: np.ndarray) -> dict[str, float
     }
 
 
-def trainer_metrics(eval_pred: Any) -> dict[str, float]:
+def trainer_metrics(eval_pred: EvalPrediction) -> dict[str, float]:
     """The Trainer's compute_metrics: the same two metrics on the validation split."""
     logits, labels = eval_pred
     return accuracy_macro_f1(logits, labels)
@@ -35,7 +38,7 @@ def token_accuracy(predicted: np.ndarray, labels: np.ndarray) -> float:
     return float((predicted[scored] == labels[scored]).mean()) if scored.any() else 0.0
 
 
-def token_accuracy_metrics(eval_pred: Any) -> dict[str, float]:
+def token_accuracy_metrics(eval_pred: EvalPrediction) -> dict[str, float]:
     """The Trainer's compute_metrics for generation: `accuracy` is token accuracy on the completions."""
     predicted, labels = eval_pred
     return {"accuracy": token_accuracy(predicted, labels)}

@@ -1,13 +1,14 @@
 """Concurrent requests answered together: one worker thread owns the models and runs one forward pass (or one
-`generate` call) for every request that arrived within a short window, instead of one per request.
+generate call) for every request that arrived within a short window, instead of one per request.
 
-    request handlers (event loop) --Job--> queue.Queue --> worker thread: collect, group, run, answer
+    request handlers (event loop) --InferenceRequest--> queue.Queue --> worker thread: collect, group, run, answer
 
-The worker takes the first waiting job, then whatever else arrives within `window_s` or is already waiting, up
-to `max_batch` rows. Jobs are grouped by what must match to share a call (the same loaded version; for
-generation the same max_tokens, stop sequences and sampling settings; every greedy request of a version alike),
-and each group runs as one call. Answers go back to each request's event loop as events on its asyncio.Queue:
-streamed text as it comes, then the result or the error.
+The worker takes the first waiting request, then whatever else arrives within `window_s` or is already waiting,
+up to `max_batch` rows. Requests are grouped by what must match to share a call (the same loaded version; for
+generation equal `SamplingParams.normalized()`: every greedy request of a version with the same max_tokens and
+stops alike), and each group runs as one call, its SamplingParams handed to generation unchanged. Answers go back
+to each request's event loop as typed events on its asyncio.Queue: TextDelta as text comes, then Finished or
+Failed.
 """
 
 from __future__ import annotations
@@ -16,42 +17,23 @@ import asyncio
 import logging
 import math
 import queue
-import random
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 
-from tuneops.models.loading import native_bf16, predict_logits
+from tuneops.inference.generation import Completion, generate_with
+from tuneops.inference.sampling import SamplingParams
+from tuneops.models.hardware import native_bf16
+from tuneops.models.loading import predict_logits
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger("tuneops.serve")
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """A generation request's settings; jobs with equal Sampling share one `generate` call."""
-
-    max_tokens: int
-    stop: tuple[str, ...] = ()
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int | None = None
-    logprobs: bool = False
-    echo: bool = False
-
-    def normalized(self) -> Sampling:
-        """What a shared call needs equal. Seeds need not be: each row samples from its own generator (seeded
-        `seed + row`), so a seeded request gives the same text whatever joins its batch. Greedy decoding ignores
-        top_p as well: every greedy request of a version with the same max_tokens and stops shares a call."""
-        top_p = 1.0 if self.temperature == 0 else self.top_p
-        return Sampling(self.max_tokens, self.stop, self.temperature, top_p, None, self.logprobs, self.echo)
-
-    def seeds(self, rows: int) -> list[int]:
-        base = random.SystemRandom().randrange(2**31) if self.seed is None else self.seed
-        return [base + row for row in range(rows)]
 
 
 @dataclass(frozen=True)
@@ -63,6 +45,34 @@ class Classified:
     prompt_tokens: int
 
 
+Results = list[Completion] | list[Classified]  # one per row, in the request's order
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """Streamed text of one row that no stop sequence can claim any more."""
+
+    row: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    """Every row's answer: the request is done."""
+
+    results: Results
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The request failed (a prompt too long, a model error): nothing more comes."""
+
+    error: Exception
+
+
+Event = TextDelta | Finished | Failed
+
+
 class PromptTooLong(ValueError):
     """A prompt (with the tokens asked for) longer than the model's context."""
 
@@ -72,35 +82,48 @@ class PromptTooLong(ValueError):
         super().__init__(f"this model's maximum context length is {context} tokens, but prompt {row} asks for {asked}")
 
 
-@dataclass
-class Job:
-    """One request's rows for one model. `sampling` None: classify (each row's label)."""
+class Loaded(Protocol):
+    """A loaded version as batching needs it (registry.catalog.Served is the real one)."""
 
-    served: Any  # serving.Served: model, tokenizer, info
+    @property
+    def model(self) -> PreTrainedModel: ...
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase: ...
+
+
+GroupKey = tuple[int, SamplingParams | None]
+
+
+@dataclass
+class InferenceRequest:
+    """One HTTP request's rows for one model. `sampling` None: classify (each row's label)."""
+
+    served: Loaded
     prompts: list[str]
-    sampling: Sampling | None
+    sampling: SamplingParams | None
     loop: asyncio.AbstractEventLoop
-    events: asyncio.Queue = field(default_factory=asyncio.Queue)
+    events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
     stream: bool = False
     truncate: bool = False  # /predict truncates long texts as it always has; the OpenAI routes refuse them
 
-    def key(self) -> tuple[int, Sampling | None]:
+    def key(self) -> GroupKey:
         return id(self.served.model), None if self.sampling is None else self.sampling.normalized()
 
-    def emit(self, *event: Any) -> None:
+    def emit(self, event: Event) -> None:
         """Hand an event to the request's event loop (called from the worker thread)."""
         self.loop.call_soon_threadsafe(self.events.put_nowait, event)
 
 
-def group_jobs(jobs: list[Job]) -> list[list[Job]]:
-    """Jobs that may share one call, in arrival order of each group's first job."""
-    groups: dict[tuple[int, Sampling | None], list[Job]] = {}
-    for job in jobs:
-        groups.setdefault(job.key(), []).append(job)
+def group_requests(requests: list[InferenceRequest]) -> list[list[InferenceRequest]]:
+    """Requests that may share one call, in arrival order of each group's first request."""
+    groups: dict[GroupKey, list[InferenceRequest]] = {}
+    for request in requests:
+        groups.setdefault(request.key(), []).append(request)
     return list(groups.values())
 
 
-def context_length(model: Any) -> int | None:
+def context_length(model: PreTrainedModel) -> int | None:
     config = model.config
     return getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
 
@@ -110,7 +133,7 @@ class Stats:
     """What the worker did: how many calls for how many requests (tests and logs read it)."""
 
     calls: int = 0
-    jobs: int = 0
+    requests: int = 0
     rows: int = 0
     largest_call: int = 0
 
@@ -120,14 +143,14 @@ class Batcher:
 
     def __init__(self, window_s: float, max_batch: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.window_s, self.max_batch, self._clock = window_s, max_batch, clock
-        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._queue: queue.Queue[InferenceRequest | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self.stats = Stats()
 
-    def submit(self, job: Job) -> None:
+    def submit(self, request: InferenceRequest) -> None:
         self._ensure_started()
-        self._queue.put(job)
+        self._queue.put(request)
 
     def close(self) -> None:
         if self._thread is not None:
@@ -143,91 +166,86 @@ class Batcher:
 
     def _work(self) -> None:
         while (first := self._queue.get()) is not None:
-            jobs, stop = self._collect(first)
-            for group in group_jobs(jobs):
+            requests, stop = self._collect(first)
+            for group in group_requests(requests):
                 self._run(group)
             if stop:
                 return
 
-    def _collect(self, first: Job) -> tuple[list[Job], bool]:
-        """The first job and what joins it within the window, up to max_batch rows; True when told to stop."""
-        jobs, rows = [first], len(first.prompts)
+    def _collect(self, first: InferenceRequest) -> tuple[list[InferenceRequest], bool]:
+        """The first request and what joins it within the window, up to max_batch rows; True when told to stop."""
+        requests, rows = [first], len(first.prompts)
         deadline = self._clock() + self.window_s
         while rows < self.max_batch:
             remaining = deadline - self._clock()
             try:  # past the window, only what is already waiting joins
-                job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+                request = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
             except queue.Empty:
                 break
-            if job is None:
-                return jobs, True
-            jobs.append(job)
-            rows += len(job.prompts)
-        return jobs, False
+            if request is None:
+                return requests, True
+            requests.append(request)
+            rows += len(request.prompts)
+        return requests, False
 
-    def _run(self, group: list[Job]) -> None:
-        runnable = [job for job in group if self._fits(job)]
+    def _run(self, group: list[InferenceRequest]) -> None:
+        runnable = [request for request in group if self._fits(request)]
         if not runnable:
             return
-        rows = sum(len(job.prompts) for job in runnable)
+        rows = sum(len(request.prompts) for request in runnable)
         self.stats.calls += 1
-        self.stats.jobs += len(runnable)
+        self.stats.requests += len(runnable)
         self.stats.rows += rows
         self.stats.largest_call = max(self.stats.largest_call, rows)
         try:
             results = self._call(runnable)
         except Exception as exc:  # one bad call fails its requests, never the worker
             log.warning("a batch of %d requests failed: %s: %s", len(runnable), type(exc).__name__, exc)
-            for job in runnable:
-                job.emit("error", exc)
+            for request in runnable:
+                request.emit(Failed(exc))
             return
         start = 0
-        for job in runnable:
-            job.emit("done", results[start : start + len(job.prompts)])
-            start += len(job.prompts)
+        for request in runnable:
+            request.emit(Finished(results[start : start + len(request.prompts)]))
+            start += len(request.prompts)
 
-    def _fits(self, job: Job) -> bool:
-        """Each prompt within the model's context (with the tokens asked for); the job fails alone otherwise."""
-        if job.truncate:
+    def _fits(self, request: InferenceRequest) -> bool:
+        """Each prompt within the model's context (with the tokens asked for); the request fails alone otherwise."""
+        if request.truncate:
             return True
-        context = context_length(job.served.model)
-        budget = job.sampling.max_tokens if job.sampling is not None else 0
+        context = context_length(request.served.model)
+        budget = request.sampling.max_tokens if request.sampling is not None else 0
         if context is None:
             return True
-        for row, ids in enumerate(job.served.tokenizer(job.prompts)["input_ids"]):
+        for row, ids in enumerate(request.served.tokenizer(request.prompts)["input_ids"]):
             if len(ids) + budget > context:
-                job.emit("error", PromptTooLong(row, len(ids), budget, context))
+                request.emit(Failed(PromptTooLong(row, len(ids), budget, context)))
                 return False
         return True
 
-    def _call(self, jobs: list[Job]) -> list[Any]:
-        prompts = [p for job in jobs for p in job.prompts]
-        served, sampling = jobs[0].served, jobs[0].key()[1]
-        if sampling is None:
-            return classify(served.model, served.tokenizer, prompts, self.max_batch, truncate=jobs[0].truncate)
-        from tuneops.inference.generation import generate
-
-        owners = [(job, row) for job in jobs for row in range(len(job.prompts))]
+    def _call(self, requests: list[InferenceRequest]) -> Results:
+        prompts = [p for request in requests for p in request.prompts]
+        served, params = requests[0].served, requests[0].key()[1]
+        if params is None:
+            return classify(served.model, served.tokenizer, prompts, self.max_batch, truncate=requests[0].truncate)
+        owners = [(request, row) for request in requests for row in range(len(request.prompts))]
 
         def on_text(index: int, delta: str) -> None:
-            job, row = owners[index]
-            if job.stream:
-                job.emit("text", row, delta)
+            request, row = owners[index]
+            if request.stream:
+                request.emit(TextDelta(row, delta))
 
-        streaming = any(job.stream for job in jobs)
-        seeds = [seed for job in jobs for seed in job.sampling.seeds(len(job.prompts))]
-        return generate(
+        streaming = any(request.stream for request in requests)
+        # each request's own seeds: the group's params are normalized (seed None), so a seeded request samples
+        # the same text whatever joins its call
+        seeds = [seed for r in requests if r.sampling is not None for seed in r.sampling.seeds(len(r.prompts))]
+        return generate_with(
             served.model,
             served.tokenizer,
             prompts,
-            max_new_tokens=sampling.max_tokens,
-            stop=sampling.stop,
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
+            params,
             seeds=seeds,
             batch_size=self.max_batch,
-            logprobs=sampling.logprobs,
-            echo=sampling.echo,
             on_text=on_text if streaming else None,
             # fp32: bf16 autocast in the decode loop meets a new KV length every step, and oneDNN builds bf16
             # kernels per shape; measured here (2 cores, AMX): 16 prompts x 16 tokens 1.6 s fp32, 1.9-37 s bf16
@@ -235,7 +253,9 @@ class Batcher:
         )
 
 
-def classify(model: Any, tokenizer: Any, texts: list[str], batch_size: int, truncate: bool = True) -> list[Classified]:
+def classify(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str], batch_size: int, truncate: bool = True
+) -> list[Classified]:
     """Each text's label and the log-probability of every label (log-softmax of the logits, never log(0))."""
     limit = context_length(model) or tokenizer.model_max_length
     encoded = tokenizer(texts, truncation=truncate, max_length=limit if truncate else None)["input_ids"]

@@ -13,15 +13,24 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tuneops.config.errors import UserError
 from tuneops.data.sources import read_file
+from tuneops.inference.generation import generate_with
+from tuneops.inference.sampling import SamplingParams
 from tuneops.io.files import write_text
-from tuneops.models.loading import predict_texts, set_threads
+from tuneops.models.hardware import set_threads
+from tuneops.models.loading import predict_texts
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger("tuneops.predict")
+
+Prediction = dict[str, object]  # one JSON line: {"label", "probabilities"} or {"completion", "finish_reason"}
 
 
 def read_texts(path: Path, text_column: str = "text") -> list[str]:
@@ -39,31 +48,31 @@ def read_texts(path: Path, text_column: str = "text") -> list[str]:
     return [str(v) for v in df[text_column]]
 
 
-def predict(model: Any, tokenizer: Any, texts: list[str], batch_size: int = 64) -> list[dict]:
+def predict(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str], batch_size: int = 64
+) -> list[Prediction]:
     set_threads(None)
     return predict_texts(model, tokenizer, texts, tokenizer.model_max_length, batch_size)
 
 
 def complete(
-    model: Any,
-    tokenizer: Any,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
     prompts: list[str],
     max_tokens: int,
-    stop: list[str],
+    stop: Sequence[str],
     temperature: float,
     batch_size: int,
-) -> list[dict]:
-    """Completions for prompts: greedy at temperature 0, KV-cached, batched by length, cut at the first stop."""
-    from tuneops.inference.generation import generate
-
+) -> list[Prediction]:
+    """Completions for prompts: greedy at temperature 0, KV-cached, batched by length, cut at the first stop;
+    the same SamplingParams the server builds from a request."""
     set_threads(None)
-    done = generate(
-        model, tokenizer, prompts, max_new_tokens=max_tokens, stop=stop, temperature=temperature, batch_size=batch_size
-    )
+    params = SamplingParams(max_tokens=max_tokens, stop=tuple(stop), temperature=temperature)
+    done = generate_with(model, tokenizer, prompts, params, batch_size=batch_size)
     return [{"completion": c.text, "finish_reason": c.finish_reason} for c in done]
 
 
-def write_predictions(texts: list[str], results: list[dict], out: Path | None) -> None:
+def write_predictions(texts: list[str], results: list[Prediction], out: Path | None) -> None:
     lines = (json.dumps({"text": t, **r}, ensure_ascii=False) for t, r in zip(texts, results, strict=True))
     if out is None:
         for line in lines:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
 
 import yaml
+from pydantic import JsonValue
 
 from tuneops.config.errors import UserError
 from tuneops.io.files import file_hash
@@ -35,12 +35,12 @@ def dvc_md5(path: Path) -> str:
     return file_md5(path)
 
 
-def read_lock(lock_path: Path) -> dict[str, Any]:
+def read_lock(lock_path: Path) -> dict[str, JsonValue]:
     """dvc.lock parsed, or {} before any `dvc repro` wrote it."""
     return (yaml.safe_load(lock_path.read_text()) or {}) if lock_path.is_file() else {}
 
 
-def outs_by_stage(lock: dict[str, Any]) -> dict[str, dict[str, str | None]]:
+def outs_by_stage(lock: dict[str, JsonValue]) -> dict[str, dict[str, str | None]]:
     """stage -> {output path: the md5 dvc.lock recorded for it}."""
     return {
         stage: {out["path"]: out.get("md5") for out in entry.get("outs", [])}
@@ -48,7 +48,7 @@ def outs_by_stage(lock: dict[str, Any]) -> dict[str, dict[str, str | None]]:
     }
 
 
-def recorded(lock: dict[str, Any], path: Path) -> tuple[str, str] | None:
+def recorded(lock: dict[str, JsonValue], path: Path) -> tuple[str, str] | None:
     """The stage whose outs hold `path` in a parsed dvc.lock, and the md5 it recorded; or None."""
     for stage, outs in outs_by_stage(lock).items():
         if md5 := outs.get(path.as_posix()):

@@ -13,17 +13,15 @@ fails at `validating_files` with them.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import logging
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
+from filelock import FileLock
 from pydantic import BaseModel
 
 from tuneops.config.errors import UserError
@@ -63,9 +61,11 @@ def is_file_id(text: str) -> bool:
 
 
 def check_training_file(path: Path, params_path: Path) -> list[str]:
-    """The reasons a fine-tune file cannot be trained on, or []: `tuneops prepare-data`'s checks (tuneops.prepare)
-    that fail with error severity, lengths counted in the tokens of params.yaml's model. The one call site."""
-    from tuneops.quality.prepare import check_all, model_lengths, read_pairs
+    """The reasons a fine-tune file cannot be trained on, or []: `tuneops prepare-data`'s checks (the registry,
+    tuneops/quality/checks.py) that fail with error severity, lengths counted in the tokens of params.yaml's
+    model. The one call site."""
+    from tuneops.quality.prepare import check_all  # start-up: pandas and numpy, only once a file is checked
+    from tuneops.quality.reading import model_lengths, read_pairs  # start-up: as the line above
 
     try:
         pairs = read_pairs(path)
@@ -91,17 +91,11 @@ class FileStore:
     def _meta_path(self, id_: str) -> Path:
         return self.dir / f"{id_}.json"
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """One writer at a time (the API server's requests and the workers' result files)."""
+    def _locked(self) -> FileLock:
+        """One writer at a time (the API server's requests and the workers' result files), on this machine."""
         lock = self.root / FILES_LOCK_PATH
         lock.parent.mkdir(parents=True, exist_ok=True)
-        with lock.open("a+") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+        return FileLock(lock, preserve_lock_file=True)
 
     def add(self, content: bytes, filename: str, purpose: Purpose) -> FileObject:
         id_ = file_id(content)

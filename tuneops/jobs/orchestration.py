@@ -17,10 +17,16 @@ import logging
 import os
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from pydantic import JsonValue
 
 from tuneops.config.errors import UserError
-from tuneops.jobs.finetuning import JOB_TAG
+from tuneops.jobs.spec import JOB_TAG
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import FlowRun, TaskRun
+
 
 if TYPE_CHECKING:
     from prefect import Flow
@@ -67,7 +73,7 @@ def deploy(
     pool: str,
     name: str,
     cron: str | None = None,
-    parameters: dict[str, Any] | None = None,
+    parameters: dict[str, JsonValue] | None = None,
     description: str | None = None,
 ) -> uuid.UUID:
     """A deployment of the retrain flow from this checkout on `pool`: a worker runs it in the checkout's
@@ -119,7 +125,7 @@ class JobDeployment:
             )
             self._ready = True
 
-    def submit(self, job: dict[str, Any]) -> Any:
+    def submit(self, job: dict[str, JsonValue]) -> FlowRun:
         """A flow run of the jobs deployment for this job; returns the FlowRun at once (it runs on a worker)."""
         from prefect.deployments import run_deployment
 
@@ -138,7 +144,7 @@ def require_api() -> str:
     return url
 
 
-def read_run(run_id: uuid.UUID) -> Any | None:
+def read_run(run_id: uuid.UUID) -> FlowRun | None:
     from prefect import get_client
     from prefect.exceptions import ObjectNotFound
 
@@ -150,13 +156,13 @@ def read_run(run_id: uuid.UUID) -> Any | None:
     return run if JOB_TAG in run.tags else None
 
 
-def job_runs() -> list[Any]:
+def job_runs() -> list[FlowRun]:
     """Every job's flow run, newest first (created time, then id: a stable order to page through)."""
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 
     jobs = FlowRunFilter(tags=FlowRunFilterTags(all_=[JOB_TAG]))
-    found: list[Any] = []
+    found: list[FlowRun] = []
     with get_client(sync_client=True) as client:
         while True:
             chunk = client.read_flow_runs(flow_run_filter=jobs, limit=200, offset=len(found))
@@ -166,7 +172,7 @@ def job_runs() -> list[Any]:
     return sorted(found, key=lambda r: (r.created, r.id.hex), reverse=True)
 
 
-def task_runs(run_id: uuid.UUID) -> list[Any]:
+def task_runs(run_id: uuid.UUID) -> list[TaskRun]:
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 

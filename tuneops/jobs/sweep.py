@@ -20,9 +20,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, JsonValue
 
 from tuneops.config.errors import UserError
 from tuneops.config.params import Params, tracking_uri
@@ -44,13 +43,13 @@ class Experiment(BaseModel):
     name: str
     state: str  # DVC's: Success, Failed
     rev: str | None
-    params: dict[str, Any]  # the swept keys and this experiment's values
+    params: dict[str, JsonValue]  # the swept keys and this experiment's values
     verdict: str | None  # the gate's: passed, failed; None when the experiment failed before it
     score: float | None  # the gate's comparison metric (the champion is compared on it)
     failed_checks: list[str]
 
 
-def check_overrides(sets: list[str], raw_params: dict[str, Any]) -> list[str]:
+def check_overrides(sets: list[str], raw_params: dict[str, JsonValue]) -> list[str]:
     """`-S key=values` as DVC takes them; a key params.yaml does not have is refused here, naming it,
     not in every experiment after the queue ran it."""
     keys = []
@@ -58,7 +57,7 @@ def check_overrides(sets: list[str], raw_params: dict[str, Any]) -> list[str]:
         key, sep, values = item.partition("=")
         if not sep or not key or not values:
             raise UserError(f"-S {item!r}: expected key=value[,value...] (e.g. train.args.learning_rate=1.0e-4,5.0e-5)")
-        node: Any = raw_params
+        node: JsonValue = raw_params
         for part in key.split("."):
             if not isinstance(node, dict) or part not in node:
                 raise UserError(f"-S {item!r}: params.yaml has no {key} (see the keys in params.yaml)")
@@ -183,13 +182,13 @@ def git_file(rev: str, path: str) -> str | None:
     return shown.stdout if shown.returncode == 0 else None
 
 
-def swept_values(rev: str, keys: list[str]) -> dict[str, Any]:
+def swept_values(rev: str, keys: list[str]) -> dict[str, JsonValue]:
     import yaml
 
     params = yaml.safe_load(git_file(rev, "params.yaml") or "{}")
     values = {}
     for key in keys:
-        node: Any = params
+        node: JsonValue = params
         for part in key.split("."):
             node = node.get(part) if isinstance(node, dict) else None
         values[key] = node
@@ -237,7 +236,9 @@ def promote(chosen: Experiment) -> Registration:
     return Registration.model_validate_json(REGISTERED_PATH.read_text())
 
 
-def sweep(params: Params, raw: dict[str, Any], sets: list[str], jobs: int, promote_best: bool) -> list[Experiment]:
+def sweep(
+    params: Params, raw: dict[str, JsonValue], sets: list[str], jobs: int, promote_best: bool
+) -> list[Experiment]:
     """Queue the grid, run it on DVC's queue, show it, and (promote_best) register the best that passed."""
     keys = check_overrides(sets, raw)
     require_git_commit()

@@ -10,12 +10,12 @@ of this workspace still "Running" is dead, and says so to Prefect (Crashed).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from filelock import FileLock, Timeout
 
 from tuneops.config.paths import WORKSPACE_LOCK_PATH
 
@@ -36,8 +36,14 @@ def workspace_tag() -> str:
     return f"workspace:{workspace_id()}"
 
 
-def _holder(lock_file: Path) -> str:
-    text = lock_file.read_text().strip() if lock_file.is_file() else ""
+def holder_path(lock_path: Path) -> Path:
+    """Who holds the lock, written beside it: filelock truncates the lock file itself on every attempt to take it."""
+    return lock_path.with_name(lock_path.name + ".holder")
+
+
+def _holder(lock_path: Path) -> str:
+    note = holder_path(lock_path)
+    text = note.read_text().strip() if note.is_file() else ""
     return f"process {text}" if text else "another process"
 
 
@@ -45,39 +51,30 @@ def _holder(lock_file: Path) -> str:
 def hold_workspace(timeout: float, who: str, lock_path: Path = WORKSPACE_LOCK_PATH) -> Iterator[None]:
     """Hold the workspace's file lock for the block; TimeoutError naming the holder after `timeout` seconds."""
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("a+") as f:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise TimeoutError(f"{_holder(lock_path)} holds {lock_path}") from None
-                time.sleep(1.0)
-        f.seek(0)
-        f.truncate()
-        f.write(f"{os.getpid()} ({who})\n")
-        f.flush()
-        try:
-            yield
-        finally:
-            f.seek(0)
-            f.truncate()
-            fcntl.flock(f, fcntl.LOCK_UN)
+    lock = FileLock(lock_path, preserve_lock_file=True)
+    try:
+        lock.acquire(timeout=timeout, poll_interval=1.0)
+    except Timeout:
+        raise TimeoutError(f"{_holder(lock_path)} holds {lock_path}") from None
+    try:
+        holder_path(lock_path).write_text(f"{os.getpid()} ({who})\n")
+        yield
+    finally:
+        holder_path(lock_path).unlink(missing_ok=True)
+        lock.release()
 
 
 def workspace_free(lock_path: Path = WORKSPACE_LOCK_PATH) -> bool:
     """True when no live process holds the workspace (so no run of it can be running)."""
     if not lock_path.is_file():
         return True
-    with lock_path.open("a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        fcntl.flock(f, fcntl.LOCK_UN)
-        return True
+    lock = FileLock(lock_path, preserve_lock_file=True)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return False
+    lock.release()
+    return True
 
 
 def tag_run(flow_run_id: str, tag: str, on: bool = True) -> None:

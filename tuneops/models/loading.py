@@ -1,54 +1,31 @@
-"""Loading models and tokenizers, and batched inference: GPT-2's quirks live here and nowhere else.
-
-GPT-2 has no pad token. We pad with eos, tell the model (`config.pad_token_id`) so the classifier head pools
-the last real token instead of a pad, and pad on the right. Training, evaluation and serving all load through
-these functions, so the three can never disagree.
-"""
+"""Loading models and tokenizers (a Hub id or a local folder), and batched classification. Every loader applies
+the architecture quirks of tuneops.models.quirks, so training, evaluation and serving load alike."""
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from tuneops.io import hub
 from tuneops.config.errors import TransientError, UserError
+from tuneops.io import hub
+from tuneops.models.batches import PAD_TO_MULTIPLE_OF, length_sorted_batches
+from tuneops.models.hardware import native_bf16
+from tuneops.models.quirks import configure_padding, fuse_gelu, set_pad_token
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
 
 log = logging.getLogger("tuneops.modeling")
-# oneDNN builds and keeps kernels for every new batch shape: a server that met every length would grow by
-# ~10 MB a length. Rounding lengths up to a multiple of 8 bounds the shapes (train: train.pad_to_multiple_of).
-PAD_TO_MULTIPLE_OF = 8
 
 
-def set_threads(num_threads: int | None) -> int:
-    """Use every core unless told otherwise (torch's default can be lower inside containers); under torchrun,
-    each of the machine's LOCAL_WORLD_SIZE processes its share, so they do not fight over the cores."""
-    share = (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    threads = num_threads or max(1, share)
-    torch.set_num_threads(threads)
-    return threads
-
-
-@functools.cache  # the hardware does not change; serving asks on every request
-def native_bf16() -> bool:
-    """True where bf16 matmuls are fast: a CUDA GPU that has them, or a CPU with AMX or AVX512-BF16."""
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
-def _from_pretrained(loader: Any, name: str, **kwargs: Any) -> Any:
+def _from_pretrained(loader: type, name: str, **kwargs: object) -> Any:  # an Auto class's model/tokenizer/config
     if not Path(name).expanduser().exists():  # a Hub id: fail in seconds when the Hub is out of reach
         try:
             hub.probe(f"model {name!r}")
@@ -66,14 +43,11 @@ def _from_pretrained(loader: Any, name: str, **kwargs: Any) -> Any:
         ) from None
 
 
-def load_tokenizer(name: str, revision: str | None = None) -> Any:
+def load_tokenizer(name: str, revision: str | None = None) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
     tokenizer = _from_pretrained(AutoTokenizer, name, revision=revision, trust_remote_code=False)
-    if tokenizer.pad_token is None:  # GPT-2
-        tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.padding_side = "right"
-    return tokenizer
+    return set_pad_token(tokenizer)
 
 
 def max_positions(name: str, revision: str | None = None) -> int | None:
@@ -84,28 +58,9 @@ def max_positions(name: str, revision: str | None = None) -> int | None:
     return getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
 
 
-def configure_padding(model: Any, tokenizer: Any) -> Any:
-    model.config.pad_token_id = tokenizer.pad_token_id
-    return model
-
-
-def fuse_gelu(model: torch.nn.Module) -> torch.nn.Module:
-    """Swap GPT-2's `gelu_new` modules, in place, for torch's one-kernel gelu(approximate="tanh").
-
-    Same function, but `gelu_new` is written out in Python: six kernels and five intermediates kept for
-    backward per MLP. The fused kernel trains ~15% faster with ~0.3 GB less peak memory (bench/train_speed.py)
-    and serves faster. The config keeps `gelu_new`, so a saved model loads the same anywhere.
-    """
-    from transformers.activations import GELUTanh, NewGELUActivation
-
-    for module in list(model.modules()):
-        for name, child in module.named_children():
-            if type(child) is NewGELUActivation:
-                setattr(module, name, GELUTanh())
-    return model
-
-
-def load_classifier(name: str, labels: list[str], tokenizer: Any, revision: str | None = None) -> Any:
+def load_classifier(
+    name: str, labels: list[str], tokenizer: PreTrainedTokenizerBase, revision: str | None = None
+) -> PreTrainedModel:
     """A sequence classifier with our label names, from a Hub id or a local directory."""
     from transformers import AutoModelForSequenceClassification
 
@@ -142,7 +97,7 @@ def refuse_code(*dirs: Path) -> None:
                 )
 
 
-def is_generator(model: Any) -> bool:
+def is_generator(model: PreTrainedModel) -> bool:
     """A causal language model (generates completions), as opposed to a sequence classifier."""
     return bool(model.can_generate())  # transformers' own answer: True for GPT2LMHeadModel, False for a classifier
 
@@ -157,7 +112,9 @@ def saved_task(model_dir: Path) -> str:
     return "generation" if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs) else "classification"
 
 
-def load_trained(model_dir: str | Path, tokenizer_dir: str | Path | None = None) -> tuple[Any, Any]:
+def load_trained(
+    model_dir: str | Path, tokenizer_dir: str | Path | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """A model saved by the train stage or downloaded from the registry: weights, labels and tokenizer.
 
     A causal LM (task: generation) or a sequence classifier, as its saved config says. Only transformers' own
@@ -173,7 +130,7 @@ def load_trained(model_dir: str | Path, tokenizer_dir: str | Path | None = None)
     return for_inference(model, tokenizer), tokenizer
 
 
-def load_causal_lm(name: str, tokenizer: Any, revision: str | None = None) -> Any:
+def load_causal_lm(name: str, tokenizer: PreTrainedTokenizerBase, revision: str | None = None) -> PreTrainedModel:
     """A causal language model to fine-tune on prompt/completion pairs (GPT2LMHeadModel for GPT-2)."""
     from transformers import AutoModelForCausalLM
 
@@ -182,22 +139,20 @@ def load_causal_lm(name: str, tokenizer: Any, revision: str | None = None) -> An
     return configure_padding(model, tokenizer)
 
 
-def for_inference(model: Any, tokenizer: Any) -> Any:
+def for_inference(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
     """A loaded model ready to predict or generate: pad token set, fused GELU, eval mode (dropout off), on the
     GPU when there is one (predict_logits and generation follow the model's device)."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     return fuse_gelu(configure_padding(model, tokenizer)).eval().to(device)
 
 
-def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
-    """Indices grouped into batches of similar length, so dynamic padding pads almost nothing."""
-    order = np.argsort(np.asarray(lengths), kind="stable")
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-
-
 @torch.inference_mode()
 def predict_logits(
-    model: Any, tokenizer: Any, encoded: list[list[int]], batch_size: int = 64, bf16: bool = False
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    encoded: list[list[int]],
+    batch_size: int = 64,
+    bf16: bool = False,
 ) -> np.ndarray:
     """Logits for pre-tokenized inputs, in their original order; batches sorted by length, padded per batch.
 
@@ -215,8 +170,13 @@ def predict_logits(
 
 
 def predict_texts(
-    model: Any, tokenizer: Any, texts: Sequence[str], max_length: int, batch_size: int = 64, bf16: bool | None = None
-) -> list[dict]:
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    max_length: int,
+    batch_size: int = 64,
+    bf16: bool | None = None,
+) -> list[dict[str, object]]:
     """Label and class probabilities for raw texts (bf16 matmuls where the hardware has them natively)."""
     encoded = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
     encoded = [ids or [tokenizer.eos_token_id] for ids in encoded]  # an empty text still gets one token
@@ -228,73 +188,3 @@ def predict_texts(
         {"label": labels[int(row.argmax())], "probabilities": dict(zip(labels, row.round(6).tolist(), strict=True))}
         for row in probs
     ]
-
-
-def pad_right(seqs: Sequence[Sequence[int]], pad_id: int, multiple: int | None = None) -> tuple[Any, Any]:
-    """Token ids padded on the right into one tensor, and the attention mask built from each row's length.
-
-    The mask comes from positions, never from comparing ids with pad_id: GPT-2 pads with eos, so a mask by id
-    would also hide every real eos, the one token that teaches the model to stop (transformers#23530).
-    """
-    longest = max(len(s) for s in seqs)
-    if multiple:
-        longest = -(-longest // multiple) * multiple
-    ids = torch.full((len(seqs), longest), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), longest), dtype=torch.long)
-    for row, seq in enumerate(seqs):
-        ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
-        mask[row, : len(seq)] = 1
-    return ids, mask
-
-
-class CompletionCollator:
-    """Batches of prompt+completion+eos token ids for causal-LM fine-tuning, masked by position.
-
-    `labels` are the completion's tokens and its eos (the prompt and the padding are -100: no loss there). With
-    `prompt_loss_weight` > 0 the batch also carries `loss_weights` (the prompt's tokens weighted by it, the
-    completion's by 1), which training.CompletionTrainer applies; the labels stay completion-only, so token
-    accuracy always measures completions.
-    """
-
-    def __init__(self, pad_id: int, prompt_loss_weight: float = 0.0, pad_to_multiple_of: int | None = None) -> None:
-        self.pad_id, self.prompt_loss_weight, self.multiple = pad_id, prompt_loss_weight, pad_to_multiple_of
-
-    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        seqs = [row["input_ids"] for row in rows]
-        ids, mask = pad_right(seqs, self.pad_id, self.multiple)
-        labels = torch.full_like(ids, -100)
-        for i, row in enumerate(rows):
-            start, end = row["prompt_length"], len(row["input_ids"])
-            labels[i, start:end] = ids[i, start:end]
-        batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
-        if self.prompt_loss_weight > 0:
-            weights = mask.float()
-            for i, row in enumerate(rows):
-                weights[i, : row["prompt_length"]] *= self.prompt_loss_weight
-            batch["loss_weights"] = weights
-        return batch
-
-
-def left_pad(
-    seqs: Sequence[Sequence[int]], pad_id: int, multiple: int | None = None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Prompts padded on the LEFT for generation: input ids, attention mask and position ids, by position.
-
-    Generation appends each new token after the last column, so every row's last real token must sit there:
-    pad on the left (training pads on the right). The mask comes from each row's length, never from comparing
-    ids with pad_id (GPT-2 pads with eos, a token a prompt may hold). GPT-2 adds learned position embeddings by
-    index and would count a left-padded row's positions from its first pad, so the positions are explicit: 0 at
-    each row's first real token, as if it had no padding (the pads get 0 too; they are masked, never attended).
-    """
-    longest = max(len(s) for s in seqs)
-    if multiple:
-        longest = -(-longest // multiple) * multiple
-    ids = torch.full((len(seqs), longest), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), longest), dtype=torch.long)
-    positions = torch.zeros((len(seqs), longest), dtype=torch.long)
-    for row, seq in enumerate(seqs):
-        pad = longest - len(seq)
-        ids[row, pad:] = torch.as_tensor(seq, dtype=torch.long)
-        mask[row, pad:] = 1
-        positions[row, pad:] = torch.arange(len(seq))
-    return ids, mask, positions

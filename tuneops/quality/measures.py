@@ -1,18 +1,17 @@
-"""What makes prompt/completion pairs good training data, each measured once (pure functions over pandas).
+"""What makes prompt/completion pairs good training data, measured (pure functions over pandas).
 
 OpenAI's legacy `fine_tunes.prepare_data` checks, split into what they measure: per-row offenders (a boolean
-Series, True where a row offends) and whole-column facts (a common prefix, an upper-case share, the task).
-Two users build on these: `tuneops prepare-data` (tuneops/quality/prepare.py: verdicts, messages and fixes on a file,
-with OpenAI's fixed limits) and the validate stage (tuneops/quality/suites.py: the same measures as Great
-Expectations expectations, with thresholds and severities from params.yaml). This module imports nothing of
-the project, so a stage that uses it depends on it alone.
+Series, True where a row offends) and whole-column facts (a common prefix, an upper-case share, the task),
+with OpenAI's limits. The checks built on them are in the registry, tuneops/quality/checks.py. This module
+imports nothing of the project, so a stage that uses it (evaluate: common_suffix) depends on it alone.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -33,6 +32,15 @@ CLASSIFICATION_RATIO = 3  # classification: on average at least 3 rows per disti
 SEPARATORS = ("\n\n###\n\n", " ->", "\n\n===\n\n", "\n\n---\n\n", "\n\n===>\n\n", "\n\n--->\n\n")
 # No letters in these: an appended " END" would count as upper case and then be lower-cased by that check.
 STOPS = ("\n", "###", "***", "+++", "&&&", "$$$", "@@@", "%%%")
+
+
+@dataclass(frozen=True)
+class Lengths:
+    """How long an example is (prompt + completion + eos, as tokenize counts it) and the most the model takes."""
+
+    measure: Callable[[pd.Series, pd.Series], pd.Series]
+    limit: int
+    unit: Literal["tokens", "characters"]
 
 
 def as_text(values: pd.Series) -> pd.Series:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import math
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tuneops.config.records import QualityRecord
 from tuneops.quality import suites as quality
@@ -67,7 +67,7 @@ def mark(r: QualityRecord) -> tuple[str, str]:
     return MARKS[r.result]
 
 
-def fmt(value: Any) -> str:
+def fmt(value: object) -> str:
     """An observed value or threshold as a person reads it (escaped)."""
     if value is None:
         return "—"

@@ -20,11 +20,20 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pydantic import BaseModel, Field
 
+from tuneops.config.params import tracking_uri
 from tuneops.config.runner import redact
+from tuneops.models.loading import is_generator
+from tuneops.registry.store import alias_version, load_registered, model_uri, no_such_model_or_alias, tagged_generation
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from tuneops.config.params import ChatTemplate, GenerationParams, RegisterParams
 
 log = logging.getLogger("tuneops.serve")
 
@@ -46,15 +55,13 @@ class Served:
     mid-request never mixes one version's model with another's name. `generation`: the version's generation
     settings (stop, max_new_tokens, chat_template; params.GenerationParams) for a generation model."""
 
-    model: Any
-    tokenizer: Any
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
     info: ModelInfo
-    generation: Any = None
+    generation: GenerationSettings | None = None
 
     @property
     def generates(self) -> bool:
-        from tuneops.models.loading import is_generator
-
         return is_generator(self.model)
 
     @property
@@ -231,7 +238,7 @@ class Catalog:
             raise self._not_found(model_id)
         return served if alias is None else replace(served, info=served.info.model_copy(update={"alias": alias}))
 
-    def cache_info(self) -> Any:
+    def cache_info(self) -> functools._CacheInfo:
         return self._cached.cache_info()
 
     def _load_version(self, name: str, version: str) -> Served | None:
@@ -269,7 +276,7 @@ class Catalog:
         return ModelNotFound(model_id, nothing_registered=not self.registry.cards())
 
 
-def model_cards(name: str, versions: list[Any], aliases: dict[str, str]) -> list[Card]:
+def model_cards(name: str, versions: list[ModelVersion], aliases: dict[str, str]) -> list[Card]:
     """The ids of one registered model: each alias, each version, and each fine-tuned id (MLflow ModelVersions)."""
     created = {str(v.version): int(v.creation_timestamp // 1000) for v in versions}
     cards = [Card(f"{name}@{alias}", created.get(str(v), 0), name, str(v)) for alias, v in sorted(aliases.items())]
@@ -287,7 +294,7 @@ class GenerationSettings:
 
     stop: list[str]
     max_new_tokens: int
-    chat_template: Any  # params.ChatTemplate, or None
+    chat_template: ChatTemplate | None
 
 
 class MlflowRegistry:
@@ -296,10 +303,8 @@ class MlflowRegistry:
     A generation version's settings come from its tags (registry.tag_generation); `generation` (params.yaml's
     GenerationParams) stands in for a version registered without them."""
 
-    def __init__(self, register: Any, generation: Any = None) -> None:
-        from mlflow import MlflowClient
-
-        from tuneops.config.params import tracking_uri
+    def __init__(self, register: RegisterParams, generation: GenerationParams | None = None) -> None:
+        from mlflow import MlflowClient  # start-up: mlflow takes seconds to import; only a real registry needs it
 
         self.register = register
         self.generation = (
@@ -317,15 +322,11 @@ class MlflowRegistry:
         return cards
 
     def alias_version(self, name: str, alias: str) -> str | None:
-        from tuneops.registry.store import alias_version
-
         found = alias_version(self.register.model_copy(update={"model_name": name, "alias": alias}), self.client)
         return None if found is None else str(found.version)
 
     def load(self, name: str, version: str) -> Served | None:
         from mlflow.exceptions import MlflowException
-
-        from tuneops.registry.store import load_registered, model_uri, no_such_model_or_alias
 
         try:
             found = self.client.get_model_version(name, version)
@@ -340,8 +341,6 @@ class MlflowRegistry:
         return Served(model, tokenizer, info, self._generation(found.tags or {}))
 
     def _generation(self, tags: dict[str, str]) -> GenerationSettings | None:
-        from tuneops.registry.store import tagged_generation
-
         found = tagged_generation(tags)
         if found is None:  # registered before tuneops tagged versions: params.yaml's settings
             return self.generation

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import yaml
+from pydantic import JsonValue
 
 from tuneops.config.errors import TransientError, UserError
 from tuneops.config.params import ChatTemplate, GenerationParams, RegisterParams, tracking_uri
@@ -20,6 +21,12 @@ from tuneops.io.files import read_json, sha256_file
 from tuneops.io.integrity import outs_by_stage, read_lock
 from tuneops.models.loading import is_generator, load_trained
 
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+    from mlflow.models.model import ModelInfo
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
 
 def no_such_model_or_alias(error_code: str, message: str) -> bool:
     """Did the registry answer that the model or its alias does not exist (as opposed to failing to answer)?"""
@@ -27,7 +34,7 @@ def no_such_model_or_alias(error_code: str, message: str) -> bool:
     return error_code == "RESOURCE_DOES_NOT_EXIST" or alias_missing
 
 
-def alias_version(register: RegisterParams, client: Any) -> Any | None:
+def alias_version(register: RegisterParams, client: MlflowClient) -> ModelVersion | None:
     """The model version the alias points at, or None when the registry answers that there is none.
 
     A registry that does not answer raises TransientError (exit 75): guessing "none" would promote any model.
@@ -87,7 +94,9 @@ def model_uri(register: RegisterParams, version: int | None = None) -> str:
     return f"models:/{name}/{version}" if version is not None else f"models:/{name}@{register.alias}"
 
 
-def load_registered(register: RegisterParams, version: int | None = None) -> tuple[Any, Any]:
+def load_registered(
+    register: RegisterParams, version: int | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Model and tokenizer of a registered version (the champion by default), ready to predict.
 
     The artifact's files are fetched and loaded by tuneops (load_trained: transformers' own classes, no code
@@ -116,7 +125,7 @@ def pip_requirements() -> list[str]:
     return [f"{pkg}=={version(pkg)}" for pkg in ("torch", "transformers", "tokenizers", "safetensors", "numpy")]
 
 
-def flat(prefix: str, value: Any) -> dict[str, Any]:
+def flat(prefix: str, value: JsonValue) -> dict[str, JsonValue]:
     """Nested dicts as dotted keys, the way MLflow params and metrics want them."""
     if isinstance(value, dict):
         return {k: v for key, sub in value.items() for k, v in flat(f"{prefix}.{key}" if prefix else key, sub).items()}
@@ -133,7 +142,7 @@ def metric_numbers(metrics: Metrics | GenerationMetrics) -> dict[str, float]:
     }
 
 
-def lineage_tags(commit: str, dirty: bool, manifest_sha: str | None, lock: dict[str, Any]) -> dict[str, str]:
+def lineage_tags(commit: str, dirty: bool, manifest_sha: str | None, lock: dict[str, JsonValue]) -> dict[str, str]:
     """Enough to find the exact data and model again: `git checkout <commit> && dvc pull`."""
     tags = {"git_commit": commit, "git_dirty": str(dirty)}
     if manifest_sha is not None:
@@ -155,7 +164,7 @@ def workspace_lineage(manifest_path: Path, lock_path: Path) -> dict[str, str]:
     return lineage_tags(commit, dirty, manifest_sha, read_lock(lock_path))
 
 
-def log_model(model_dir: Path, name: str) -> Any:
+def log_model(model_dir: Path, name: str) -> ModelInfo:
     """Log the candidate as an MLflow transformers model (text-classification or text-generation) and register it
     as a new version of `name`."""
     import mlflow

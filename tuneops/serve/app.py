@@ -1,21 +1,21 @@
 """HTTP serving of registered models: OpenAI's API (GET /v1/models, POST /v1/completions, POST /v1/chat/completions;
-tuneops/serve/openai/routes.py) for every registered version, and POST /predict, GET /health for the default model.
+tuneops/serve/openai/) for every registered version, and POST /predict, GET /health for the default model.
 
     tuneops serve --port 8000
 
 The default model is the register.alias (champion) of params.yaml's register.model_name, or a pinned
 --model-version. Versions load from the MLflow registry on first use into a bounded LRU cache, and an alias is
 followed: at most every --refresh-seconds the server asks the registry where it points and swaps in a moved
-alias's version once loaded (tuneops/registry/catalog.py). Every /predict answer names the version that gave it (`"model"`
-in the body, `X-Model-Version` in the headers).
+alias's version once loaded (tuneops/registry/catalog.py). Every /predict answer names the version that gave it
+(`"model"` in the body, `X-Model-Version` in the headers).
 
-Concurrent requests are batched (tuneops/inference/batching.py): one worker thread owns the models and runs one forward pass
-for what arrived within serve.batch_window_ms, up to serve.max_batch_size rows.
+Concurrent requests are batched (tuneops/inference/batching.py): one worker thread owns the models and runs one
+forward pass for what arrived within serve.batch_window_ms, up to serve.max_batch_size rows.
 
 Binds 127.0.0.1 by default. Any other address needs an API key in TUNEOPS_API_KEY, and then every route but
 /health needs `Authorization: Bearer <key>`. A body over serve.max_body_bytes is refused with a 413 before it is
 read in full; too many texts or a text too long get a 413 saying which limit; a text that is not valid Unicode a
-400 naming it. No error repeats the input. Errors on /v1 routes have OpenAI's shape.
+400 naming it. No error repeats the input. Errors on /v1 routes have OpenAI's shape (tuneops/serve/errors.py).
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ import ipaddress
 import logging
 import math
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -39,17 +39,15 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tuneops.config.errors import UserError
-from tuneops.inference.batching import Batcher, Job
+from tuneops.inference.batching import Batcher, Classified, Failed, Finished, InferenceRequest
 from tuneops.registry.catalog import Catalog, ModelHolder, ModelInfo, ModelNotFound, Served
+from tuneops.serve.errors import APIError, install_error_handlers, is_api_path
 from tuneops.serve.finetuning.routes import router as finetune_router
-from tuneops.serve.openai.routes import (
-    NOTHING_REGISTERED,
-    VERSION_HEADER,
-    APIError,
-    install_error_handlers,
-    is_api_path,
-)
+from tuneops.serve.openai.common import NOTHING_REGISTERED, VERSION_HEADER
 from tuneops.serve.openai.routes import router as openai_router
+
+if TYPE_CHECKING:
+    from tuneops.config.params import RegisterParams
 
 __all__ = ["ModelHolder", "ModelInfo", "Served", "create_app", "serve"]
 
@@ -95,7 +93,9 @@ class Batching(BaseModel):
     max_batch_size: int = Field(default=32, gt=0)
 
 
-def refuse(scope: Scope, status: int, message: str, code: str | None = None, headers: Any = None) -> JSONResponse:
+def refuse(
+    scope: Scope, status: int, message: str, code: str | None = None, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
     """A refusal before the app runs: OpenAI's error shape on /v1 routes, `{"detail": ...}` elsewhere."""
     if is_api_path(scope["path"]):
         return APIError(status, message, code=code).response(headers)
@@ -182,17 +182,22 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def short_errors(errors: list[dict[str, Any]]) -> dict[str, Any]:
+def short_errors(errors: Sequence[Mapping[str, object]]) -> dict[str, object]:
     """Where and what, never the input: FastAPI's default 422 repeats it, twice for a union body."""
     shown = [
         {
-            "loc": [part if isinstance(part, int) else str(part)[:100] for part in e.get("loc", ())],
+            "loc": [part if isinstance(part, int) else str(part)[:100] for part in _location(e)],
             "msg": str(e.get("msg", ""))[:200],
         }
         for e in errors[:MAX_ERRORS_SHOWN]
     ]
     more = len(errors) - len(shown)
     return {"detail": shown, **({"more_errors": more} if more > 0 else {})}
+
+
+def _location(error: Mapping[str, object]) -> tuple[object, ...]:
+    loc = error.get("loc", ())
+    return tuple(loc) if isinstance(loc, (tuple, list)) else ()
 
 
 def check_texts(texts: list[str], limits: Limits) -> None:
@@ -267,17 +272,18 @@ def create_app(
         if now.generates:
             raise HTTPException(400, f"{default_model} generates text: use POST /v1/completions")
         response.headers[VERSION_HEADER] = now.info.version
-        job = Job(now, texts, None, asyncio.get_running_loop(), truncate=True)
-        batcher.submit(job)
-        kind, results = await job.events.get()
-        if kind == "error":
-            raise results
-        return PredictResponse(model=now.info, predictions=[prediction(r) for r in results])
+        inference = InferenceRequest(now, texts, None, asyncio.get_running_loop(), truncate=True)
+        batcher.submit(inference)
+        event = await inference.events.get()
+        if isinstance(event, Failed):
+            raise event.error
+        rows = event.results if isinstance(event, Finished) else []  # classification streams no text
+        return PredictResponse(model=now.info, predictions=[prediction(r) for r in rows if isinstance(r, Classified)])
 
     return app
 
 
-def prediction(row: Any) -> Prediction:
+def prediction(row: Classified) -> Prediction:
     probabilities = {label: round(math.exp(lp), 6) for label, lp in row.logprobs.items()}
     return Prediction(label=row.label, probabilities=probabilities)
 
@@ -305,7 +311,7 @@ def check_exposure(host: str, api_key: str | None) -> None:
         )
 
 
-def default_model_id(register: Any, version: int | None) -> str:
+def default_model_id(register: RegisterParams, version: int | None) -> str:
     """/predict's model: a pinned version, or the alias (champion) of params.yaml's model."""
     return f"{register.model_name}:{version}" if version is not None else f"{register.model_name}@{register.alias}"
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from tuneops.models.hardware import native_bf16
+
 
 class Hardware(NamedTuple):
     """What the precision decision needs to know about this machine."""
@@ -40,8 +42,6 @@ def precision(bf16_requested: bool, hw: Hardware) -> Precision:
 
 def hardware() -> Hardware:
     import torch
-
-    from tuneops.models.loading import native_bf16
 
     cuda = torch.cuda.is_available()
     return Hardware(cuda=cuda, cuda_bf16=cuda and torch.cuda.is_bf16_supported(), cpu_bf16=not cuda and native_bf16())

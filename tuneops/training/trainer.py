@@ -1,157 +1,43 @@
-"""Fine-tuning with the transformers Trainer: the model, the Trainer as params.yaml configures it, resumable
-checkpoints, the per-epoch history, and the saved candidate.
-"""
+"""Fine-tuning with the transformers Trainer: the model, the Trainer as params.yaml configures it, the prompt-weighted
+loss, the per-epoch history, and the saved candidate (checkpoints and resume: tuneops.training.checkpoints)."""
 
 from __future__ import annotations
 
-import ctypes
-import hashlib
-import json
 import logging
 import os
-import shutil
-import zipfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
-from pydantic import BaseModel
-from transformers import Trainer, TrainerCallback
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer
+from transformers.utils import ModelOutput
 
 from tuneops.config.params import ModelParams, RegisterParams, TrainParams, tracking_uri
 from tuneops.config.records import EpochRow
 from tuneops.evaluation.metrics import token_accuracy_metrics, trainer_metrics
-from tuneops.io.files import remove, staged_dir, write_json
-from tuneops.models.loading import (
-    CompletionCollator,
-    configure_padding,
-    fuse_gelu,
-    load_causal_lm,
-    load_classifier,
-    set_threads,
-)
+from tuneops.io.files import staged_dir
+from tuneops.models.batches import CompletionCollator
+from tuneops.models.hardware import set_threads
+from tuneops.models.loading import load_causal_lm, load_classifier
+from tuneops.models.quirks import configure_padding, fuse_gelu
 from tuneops.training.devices import hardware, training_settings
+from tuneops.training.memory import ReleaseFreedMemory, malloc_trim
+
+if TYPE_CHECKING:
+    from datasets import DatasetDict
+    from peft import PeftModel
 
 log = logging.getLogger("tuneops.training")
-FINGERPRINT = "fingerprint.json"
-
-
-def fingerprint(processed_dir: Path, settings: dict[str, Any]) -> str:
-    """What a checkpoint was trained from: the tokenized data and every param that shapes training."""
-    digest = hashlib.sha256()
-    for state in sorted(processed_dir.rglob("*")):
-        if state.is_file():
-            digest.update(state.name.encode() + state.read_bytes())
-    digest.update(json.dumps(settings, sort_keys=True).encode())
-    return digest.hexdigest()
-
-
-class CheckpointMarker(BaseModel):
-    """models/checkpoints/fingerprint.json: what the checkpoints beside it were trained from."""
-
-    fingerprint: str
-    completed: bool = False
-
-
-def resume_decision(saved: CheckpointMarker | None, fingerprint_: str, checkpoints: list[str]) -> tuple[bool, str]:
-    """Resume from the last checkpoint, or start fresh? Only an unfinished run on the same data and params
-    resumes; anything else would mix two trainings. Returns the decision and why, for the log."""
-    same = saved is not None and saved.fingerprint == fingerprint_
-    if not checkpoints:
-        return False, "no checkpoint to resume from"
-    if same and not saved.completed:
-        return True, f"resuming from {checkpoints[-1]} (same data and params as the interrupted run)"
-    why = "the last run finished" if same else "data or params changed"
-    return False, f"starting fresh: {why} since {checkpoints[-1]} was saved"
-
-
-def _whole_safetensors(path: Path) -> bool:
-    """The header parses and the file is as long as the header says (a cut-short write is not)."""
-    with path.open("rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            return False
-        size = int.from_bytes(head, "little")
-        try:
-            header = json.loads(f.read(size))
-        except ValueError:
-            return False
-    ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"]
-    return path.stat().st_size == 8 + size + max(ends, default=0)
-
-
-def checkpoint_problem(path: Path) -> str | None:
-    """Why training cannot resume from this checkpoint (a file missing or cut short), or None when it is whole.
-
-    The Trainer writes a checkpoint file by file; a kill or a full disk in between leaves a folder without its
-    trainer_state.json or scheduler.pt, or with a truncated optimizer.pt, that every later resume would fail on.
-    """
-    for name in ("trainer_state.json", "optimizer.pt", "scheduler.pt"):
-        if not (path / name).is_file():
-            return f"no {name}"
-    for name in ("optimizer.pt", "scheduler.pt", "rng_state.pth"):  # torch.save writes zip archives
-        if (path / name).is_file() and not zipfile.is_zipfile(path / name):
-            return f"{name} is cut short"
-    weights = [w for w in ("model.safetensors", "adapter_model.safetensors") if (path / w).is_file()]
-    if not weights:
-        return "no model weights"
-    if not _whole_safetensors(path / weights[0]):
-        return f"{weights[0]} is cut short"
-    try:
-        step = json.loads((path / "trainer_state.json").read_text())["global_step"]
-    except (ValueError, KeyError):
-        return "trainer_state.json is unreadable"
-    return None if f"checkpoint-{step}" == path.name else f"trainer_state.json is for step {step}"
-
-
-def set_aside(checkpoint_dir: Path, checkpoints: list[Path]) -> list[Path]:
-    """Move incomplete checkpoints to checkpoint_dir/incomplete (kept for a look, out of the Trainer's way);
-    return the complete ones."""
-    complete = []
-    for path in checkpoints:
-        if (problem := checkpoint_problem(path)) is None:
-            complete.append(path)
-            continue
-        target = checkpoint_dir / "incomplete" / path.name
-        shutil.rmtree(target, ignore_errors=True)
-        target.parent.mkdir(exist_ok=True)
-        path.rename(target)
-        log.warning("set aside %s (incomplete: %s) as %s", path, problem, target)
-    return complete
-
-
-def prepare_checkpoints(checkpoint_dir: Path, fingerprint_: str) -> Path | None:
-    """The checkpoint to resume from, or None: then checkpoint_dir is emptied for a fresh start."""
-    marker = checkpoint_dir / FINGERPRINT
-    saved = CheckpointMarker.model_validate_json(marker.read_text()) if marker.is_file() else None
-    found = sorted(checkpoint_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    complete = set_aside(checkpoint_dir, found)
-    resume, why = resume_decision(saved, fingerprint_, [p.as_posix() for p in complete])
-    log.info("%s", why)
-    if resume:
-        return complete[-1]
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    for child in checkpoint_dir.iterdir():  # its contents, not the folder: it may be a mount point
-        remove(child)
-    write_json(marker, CheckpointMarker(fingerprint=fingerprint_))
-    return None
-
-
-def prepare_checkpoints_once(args: Any, checkpoint_dir: Path, fingerprint_: str) -> Path | None:
-    """prepare_checkpoints under torchrun too: rank 0 decides and prepares while the other ranks wait (the
-    Trainer's barrier); then they resume from the same checkpoint, the last one it kept (none after a fresh
-    start, which empties the folder). A rank that decided alone could empty the folder another resumes from."""
-    with args.main_process_first(local=False, desc="preparing the checkpoints"):
-        if args.process_index == 0:
-            return prepare_checkpoints(checkpoint_dir, fingerprint_)
-        kept = sorted(checkpoint_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-        return kept[-1] if kept else None
 
 
 def build_model(
-    model: ModelParams, train: TrainParams, labels: list[str], tokenizer: Any, generator: bool = False
-) -> Any:
+    model: ModelParams,
+    train: TrainParams,
+    labels: list[str],
+    tokenizer: PreTrainedTokenizerBase,
+    generator: bool = False,
+) -> PreTrainedModel | PeftModel:
     """A sequence classifier with a fresh head for `labels`, or (generator) the causal LM itself."""
     from transformers import set_seed
 
@@ -173,14 +59,14 @@ def build_model(
 
 
 def build_trainer(
-    net: Any,
-    tokenizer: Any,
-    datasets: Any,
+    net: PreTrainedModel | PeftModel,
+    tokenizer: PreTrainedTokenizerBase,
+    datasets: DatasetDict,
     train: TrainParams,
     output_dir: Path,
     report_to: list[str] | None = None,
     prompt_loss_weight: float | None = None,
-) -> Any:
+) -> Trainer:
     """The Trainer exactly as the stage configures it (the speed benchmark calls this too).
 
     `prompt_loss_weight` set (task: generation): prompt+completion batches masked by position, loss on the
@@ -240,18 +126,18 @@ def build_trainer(
     return trainer
 
 
-def argmax_ids(logits: Any, labels: Any) -> Any:
+def argmax_ids(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Keep the predicted ids, not the logits: a validation split's logits over GPT-2's 50k vocabulary would
     fill gigabytes before compute_metrics sees them."""
     return logits.argmax(-1)
 
 
-def weighted_lm_loss(logits: Any, input_ids: Any, weights: Any) -> Any:
+def weighted_lm_loss(logits: torch.Tensor, input_ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Next-token cross-entropy of every position, weighted (prompt tokens by prompt_loss_weight, completion
     tokens by 1, padding by 0), averaged over the weights."""
-    import torch.nn.functional as F
-
-    losses = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), input_ids[:, 1:].flatten(), reduction="none")
+    losses = torch.nn.functional.cross_entropy(
+        logits[:, :-1].flatten(0, 1).float(), input_ids[:, 1:].flatten(), reduction="none"
+    )
     w = weights[:, 1:].flatten()
     return (losses * w).sum() / w.sum().clamp(min=1e-8)
 
@@ -260,8 +146,12 @@ class CompletionTrainer(Trainer):
     """The Trainer with OpenAI's prompt_loss_weight: prompt tokens count in the loss by that weight."""
 
     def compute_loss(
-        self, model: Any, inputs: dict, return_outputs: bool = False, num_items_in_batch: Any = None
-    ) -> Any:
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, torch.Tensor],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, ModelOutput]:
         weights, labels = inputs.pop("loss_weights"), inputs.pop("labels")
         outputs = model(**inputs)
         loss = weighted_lm_loss(outputs.logits, inputs["input_ids"], weights)
@@ -269,36 +159,11 @@ class CompletionTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
 
-class ReleaseFreedMemory(TrainerCallback):
-    """Hand the memory freed during a step back to the OS at its end (glibc's malloc_trim).
-
-    glibc keeps freed heap pages resident and reuses them only for allocations that fit, so batches of
-    different lengths leave holes that pile up in the peak. bench/train_speed.py: ~0.1 GB less peak RSS
-    for ~5% fewer samples/s.
-    """
-
-    def __init__(self, trim: Callable[[int], int]) -> None:
-        self.trim = trim
-
-    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.trim(0)
-
-
-def malloc_trim() -> Callable[[int], int] | None:
-    """glibc's malloc_trim, or None where the C library has none (macOS, musl)."""
-    try:
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return None
-
-
 def has_accelerator() -> bool:
-    import torch
-
     return torch.cuda.is_available()
 
 
-def epoch_history(log_history: list[dict]) -> list[EpochRow]:
+def epoch_history(log_history: list[dict[str, float]]) -> list[EpochRow]:
     """One row per epoch: mean train loss since the last evaluation, validation loss, accuracy, macro-F1."""
     rows, losses = [], []
     for entry in log_history:
@@ -319,7 +184,11 @@ def epoch_history(log_history: list[dict]) -> list[EpochRow]:
 
 
 def save_candidate(
-    trainer: Any, tokenizer: Any, max_length: int, out_dir: Path, max_new_tokens: int | None = None
+    trainer: Trainer,
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    out_dir: Path,
+    max_new_tokens: int | None = None,
 ) -> None:
     """The trained model (LoRA merged), its label names and the tokenizer, all or nothing. A causal LM keeps
     its generation settings (`max_new_tokens`, eos, pad) in generation_config.json."""

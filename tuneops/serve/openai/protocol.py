@@ -1,6 +1,10 @@
 """OpenAI's request and response objects, as `tuneops serve` speaks them (field names from openai-python's
 `types/completion*.py`, `types/chat/*.py` and `types/model.py`; vLLM's entrypoints/openai/protocol.py does the same).
 
+A request becomes the engine's settings in one place, `to_sampling_params` (vLLM's CompletionRequest has the
+same method): an OpenAI sampling parameter is a field here, set there, and a field of
+tuneops.inference.sampling.SamplingParams that its `next_tokens` honours.
+
 Requests forbid unknown fields: OpenAI answers an unknown argument with a 400 naming it, and a typo silently
 ignored would change what a client thinks it asked for. Parameters tuneops cannot honour are accepted only at
 their neutral value (`refused` says which); the README's table lists every parameter and what happens to it.
@@ -8,15 +12,23 @@ their neutral value (`refused` says which); the README's table lists every param
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from tuneops.inference.sampling import SamplingParams
+
+if TYPE_CHECKING:
+    from tuneops.registry.catalog import GenerationSettings
 
 # OpenAI's caps: up to 4 stop sequences, logprobs up to 5 (completions) and top_logprobs up to 20 (chat).
 MAX_STOP = 4
 MAX_LOGPROBS = 5
 MAX_TOP_LOGPROBS = 20
 MAX_N = 16
+DEFAULT_MAX_TOKENS = 16  # OpenAI's default for completions, for a version that states none of its own
+DEFAULT_TEMPERATURE = 1.0  # OpenAI's default
 
 
 class Request(BaseModel):
@@ -48,6 +60,31 @@ class Sampled(Request):
     def stops(self) -> list[str] | None:
         return [self.stop] if isinstance(self.stop, str) else self.stop
 
+    def token_budget(self) -> int | None:
+        return self.max_tokens
+
+    def wants_logprobs(self) -> bool:
+        return False
+
+    def echoes(self) -> bool:
+        return False
+
+    def to_sampling_params(self, defaults: GenerationSettings | None, turn_end: Sequence[str] = ()) -> SamplingParams:
+        """The engine's settings for this request. What it leaves unset comes from the version's generation
+        settings (its max_new_tokens and stop sequences), else OpenAI's defaults; `turn_end` (a chat template's
+        end of turn) stops first whatever the request's stops."""
+        stop = self.stops() if self.stop is not None else (defaults.stop if defaults is not None else [])
+        default_max = defaults.max_new_tokens if defaults is not None else DEFAULT_MAX_TOKENS
+        return SamplingParams(
+            max_tokens=self.token_budget() or default_max,
+            stop=(*turn_end, *(stop or [])),
+            temperature=DEFAULT_TEMPERATURE if self.temperature is None else self.temperature,
+            top_p=1.0 if self.top_p is None else self.top_p,
+            seed=self.seed,
+            logprobs=self.wants_logprobs(),
+            echo=self.echoes(),
+        )
+
     def refused(self) -> tuple[str, str] | None:
         """(param, why) for a parameter set to something tuneops cannot do, else None."""
         for name in ("frequency_penalty", "presence_penalty"):
@@ -69,6 +106,12 @@ class CompletionRequest(Sampled):
     logprobs: int | None = Field(default=None, ge=0, le=MAX_LOGPROBS)
     best_of: int | None = Field(default=None, ge=1)
     suffix: str | None = None
+
+    def wants_logprobs(self) -> bool:
+        return self.logprobs is not None  # logprobs=0: the chosen token's log-probability only
+
+    def echoes(self) -> bool:
+        return bool(self.echo)
 
     def refused(self) -> tuple[str, str] | None:
         if self.best_of not in (None, self.n or 1):
@@ -105,10 +148,10 @@ class ChatCompletionRequest(Sampled):
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
     response_format: ResponseFormat | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: Any = None
-    functions: list[dict[str, Any]] | None = None
-    function_call: Any = None
+    tools: list[dict[str, JsonValue]] | None = None
+    tool_choice: JsonValue = None
+    functions: list[dict[str, JsonValue]] | None = None
+    function_call: JsonValue = None
     parallel_tool_calls: bool | None = None
     store: bool | None = None  # nothing is stored either way
     metadata: dict[str, str] | None = None  # accepted and ignored
@@ -124,6 +167,9 @@ class ChatCompletionRequest(Sampled):
 
     def token_budget(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
+
+    def wants_logprobs(self) -> bool:
+        return bool(self.logprobs)
 
 
 class Model(BaseModel):

@@ -1,0 +1,48 @@
+"""Prefect's states onto OpenAI's job statuses, and a failed job's error in OpenAI's shape."""
+
+from __future__ import annotations
+
+import pytest
+
+from tuneops.config.records import GateCheck, GateVerdict
+from tuneops.jobs.states import FILE_CHECK_TASK, job_error, job_status
+
+
+@pytest.mark.parametrize(
+    ("state", "started", "registered", "status"),
+    [
+        ("SCHEDULED", False, False, "queued"),
+        ("PENDING", False, False, "queued"),
+        (None, False, False, "queued"),
+        ("RUNNING", False, False, "validating_files"),
+        ("RUNNING", True, False, "running"),
+        ("PAUSED", True, False, "running"),
+        ("COMPLETED", True, True, "succeeded"),
+        ("COMPLETED", True, False, "failed"),
+        ("FAILED", True, True, "failed"),
+        ("CRASHED", True, False, "failed"),
+        ("CANCELLING", True, False, "cancelled"),
+        ("CANCELLED", True, False, "cancelled"),
+    ],
+)
+def test_prefect_states_map_onto_openai_statuses(state, started, registered, status):
+    assert job_status(state, started, registered) == status
+
+
+def test_a_failed_job_says_why_in_openais_error_shape():
+    gate = GateVerdict(
+        verdict="failed",
+        checks=[
+            GateCheck(check="min_accuracy", observed=0.3, threshold=0.45, passed=False),
+            GateCheck(check="max_overfit_gap", observed=0.01, threshold=0.15, passed=True),
+        ],
+    )
+    failed_gate = job_error("failed", "register: gate failed ...", gate, None)
+    assert failed_gate.code == "gate_failed" and failed_gate.message == (
+        "gate failed: min_accuracy: observed 0.3, threshold 0.45"
+    )
+    bad_file = job_error("failed", "training_file file-x (a.jsonl): line 3: not valid JSON", None, FILE_CHECK_TASK)
+    assert bad_file.code == "invalid_training_file" and bad_file.param == "training_file"
+    assert "line 3" in bad_file.message
+    assert job_error("failed", "train: out of memory", None, None).message == "train: out of memory"
+    assert job_error("succeeded", None, gate, None) is None

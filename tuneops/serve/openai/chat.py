@@ -1,0 +1,133 @@
+"""POST /v1/chat/completions, OpenAI's Chat Completions for a generation model: the messages rendered with the
+version's chat template, the answer cut at the template's end of turn, whole or streamed as server-sent events."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Request, Response
+from fastapi.sse import EventSourceResponse
+
+from tuneops.data.templates import chat_prompt
+from tuneops.inference.batching import Event, Failed, InferenceRequest, TextDelta
+from tuneops.inference.generation import Completion as Generated
+from tuneops.serve.errors import APIError
+from tuneops.serve.openai.common import (
+    DONE,
+    VERSION_HEADER,
+    Reply,
+    check_sampled,
+    check_text,
+    error_event,
+    event_stream,
+    events,
+    generated,
+    new_id,
+    resolve,
+    results,
+    sse_event,
+    submit,
+    tally,
+)
+from tuneops.serve.openai.protocol import (
+    ChatChoice,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatMessage,
+    ChoiceLogprobs,
+    ChunkChoice,
+    Delta,
+    TokenLogprob,
+    TopLogprob,
+    Usage,
+)
+
+router = APIRouter()
+
+
+@router.post("/chat/completions", response_model=ChatCompletion)
+async def chat_completions(
+    request: Request, body: ChatCompletionRequest, response: Response
+) -> ChatCompletion | EventSourceResponse:
+    """OpenAI's Chat Completions for a generation model, its messages rendered with the version's chat template."""
+    check_sampled(body, request.app.state.limits.max_tokens_limit)
+    check_text([m.text() for m in body.messages], "messages")
+    served = await resolve(request, body.model)
+    if not served.generates:
+        message = f"`{body.model}` is a classification model, not a chat model: use POST /v1/completions"
+        raise APIError(404, message, param="model", code="model_not_supported")
+    if served.generation is None or served.generation.chat_template is None:
+        raise APIError(400, f"`{body.model}` has no chat template", param="model", code="model_not_supported")
+    try:
+        prompt, turn_end = chat_prompt(messages(body), served.generation.chat_template)
+    except ValueError as exc:
+        raise APIError(400, str(exc), param="messages", code="invalid_value") from None
+    n = body.n or 1
+    params = body.to_sampling_params(served.generation, turn_end)
+    inference = InferenceRequest(served, [prompt] * n, params, asyncio.get_running_loop(), stream=bool(body.stream))
+    first = await submit(request, inference, "messages")
+    response.headers[VERSION_HEADER] = served.info.version
+    reply = Reply(new_id("chatcmpl"), int(time.time()), body.model)
+    if body.stream:
+        return event_stream(stream(reply, inference, first, body), served)
+    answers = generated(await results(inference, first, "messages"))
+    choices = [
+        ChatChoice(
+            index=i,
+            message=ChatMessage(content=row.text),
+            logprobs=logprobs(row, body.top_logprobs or 0) if body.logprobs else None,
+            finish_reason=row.finish_reason,
+        )
+        for i, row in enumerate(answers)
+    ]
+    return ChatCompletion(
+        id=reply.id, created=reply.created, model=reply.model, choices=choices, usage=tally(answers, n)
+    )
+
+
+def messages(body: ChatCompletionRequest) -> list[dict[str, str]]:
+    """OpenAI's messages as the chat template takes them (`developer` is the newer name for `system`)."""
+    roles = {"developer": "system"}
+    return [{"role": roles.get(m.role, m.role), "content": m.text()} for m in body.messages]
+
+
+def logprobs(row: Generated, top: int) -> ChoiceLogprobs:
+    content = [
+        TokenLogprob(token=t, logprob=lp, top_logprobs=[TopLogprob(token=t, logprob=lp)] if top else [])
+        for t, lp in zip(row.tokens or [], row.token_logprobs or [], strict=False)
+        if lp is not None
+    ]
+    return ChoiceLogprobs(content=content)
+
+
+async def stream(
+    reply: Reply, inference: InferenceRequest, first: Event, body: ChatCompletionRequest
+) -> AsyncIterator[bytes]:
+    """The assistant role, each answer's text as it comes, its rest and finish reason, usage when asked, [DONE]."""
+    n = body.n or 1
+    sent = [""] * n
+
+    def chunk(choices: list[ChunkChoice], use: Usage | None = None) -> bytes:
+        return sse_event(
+            ChatCompletionChunk(id=reply.id, created=reply.created, model=reply.model, choices=choices, usage=use)
+        )
+
+    yield chunk([ChunkChoice(index=i, delta=Delta(role="assistant", content="")) for i in range(n)])
+    async for event in events(inference, first):
+        if isinstance(event, TextDelta):
+            sent[event.row] += event.text
+            yield chunk([ChunkChoice(index=event.row, delta=Delta(content=event.text))])
+        elif isinstance(event, Failed):
+            yield error_event(event.error, "messages")
+        else:
+            for i, row in enumerate(generated(event.results)):
+                rest = row.text[len(sent[i]) :] if row.text.startswith(sent[i]) else row.text
+                if rest:
+                    yield chunk([ChunkChoice(index=i, delta=Delta(content=rest))])
+                yield chunk([ChunkChoice(index=i, delta=Delta(), finish_reason=row.finish_reason)])
+            if body.stream_options and body.stream_options.include_usage:
+                yield chunk([], tally(event.results, n))
+    yield DONE
