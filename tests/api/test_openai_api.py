@@ -15,7 +15,8 @@ from fastapi.testclient import TestClient
 
 from tests.api.conftest import CHAT, CLASSIFIER, FINE_TUNED, GENERATOR, LABELS
 from tuneops.registry.catalog import Catalog, MlflowRegistry
-from tuneops.serve.app import Batching, Limits, create_app
+from tuneops.serve.app import Batching, create_app
+from tuneops.serve.limits import Limits
 
 KEY = "sk-only-the-client-knows"
 

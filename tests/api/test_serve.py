@@ -22,7 +22,9 @@ from tests.conftest import LABELS
 from tuneops.config.errors import UserError
 from tuneops.config.params import RegisterParams
 from tuneops.registry.catalog import Card, Catalog
-from tuneops.serve.app import Limits, ModelInfo, Served, check_exposure, create_app, is_loopback, warm_up
+from tuneops.serve.app import ModelInfo, Served, create_app, warm_up
+from tuneops.serve.auth import check_exposure, is_loopback
+from tuneops.serve.limits import Limits
 
 NAME = "sentiment"
 KEY = "k3y-only-the-client-knows"
@@ -307,7 +309,7 @@ def test_training_file_uploads_have_their_own_cap():
     from starlette.applications import Starlette
     from starlette.routing import Route
 
-    from tuneops.serve.app import BodyLimit
+    from tuneops.serve.limits import BodyLimit
 
     async def size(request: Any) -> JSONResponse:
         return JSONResponse({"bytes": len(await request.body())})

@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
+from starlette.types import Scope
 
 from tuneops.serve.openai.protocol import ErrorDetail, ErrorResponse
 
@@ -92,3 +93,20 @@ def install_error_handlers(app: FastAPI, fallback: ValidationFallback) -> None:
         if is_api_path(request.url.path):
             return APIError(500, message).response()
         return JSONResponse({"detail": message}, status_code=500)
+
+
+def refuse(
+    scope: Scope, status: int, message: str, code: str | None = None, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """A refusal before the app runs: OpenAI's error shape on /v1 routes, `{"detail": ...}` elsewhere."""
+    if is_api_path(scope["path"]):
+        return APIError(status, message, code=code).response(headers)
+    return JSONResponse({"detail": message}, status_code=status, headers=headers)
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    """A request header from the raw ASGI scope (middleware runs before FastAPI parses anything)."""
+    for key, value in scope["headers"]:
+        if key.lower() == name:
+            return value.decode("latin-1").strip()
+    return None
