@@ -50,8 +50,8 @@ def command(
     # start-up: FastAPI, torch and MLflow load only when serving (the catalog's models alone cost 6 ms)
     from tuneops.registry.catalog import Catalog, MlflowRegistry
     from tuneops.serve.app import Batching, create_app, default_model_id, serve, warm_up
-    from tuneops.serve.limits import Limits
     from tuneops.serve.auth import api_key_from_env, check_exposure
+    from tuneops.serve.limits import Limits
 
     api_key = api_key_from_env()
     check_exposure(host, api_key)  # refuse before the slow model load
