@@ -25,7 +25,7 @@ from tuneops.config.errors import UserError
 from tuneops.config.paths import DATA_DOCS_INDEX, DVC_YAML_PATH, MODELS_DIR, PARAMS_PATH, RAW_DIR, REPORTS_DIR
 
 log = logging.getLogger("tuneops.demo")
-PIPELINE = (DVC_YAML_PATH, PARAMS_PATH, Path("tasks"), Path("tuneops"))
+PIPELINE = (DVC_YAML_PATH, PARAMS_PATH, Path("tasks"), Path("flows"), Path("tuneops"))  # `tuneops run` works there too
 EXAMPLES = ["I love the concert tonight!", "my laptop is broken again", "heading out to the gym at 5pm"]
 
 

@@ -45,7 +45,10 @@ def load_retrain(root: Path) -> Flow:
     from prefect.flows import load_flow_from_entrypoint
 
     path, name = ENTRYPOINT.split(":")
-    return load_flow_from_entrypoint(f"{root.resolve() / path}:{name}")
+    script = root.resolve() / path
+    if not script.is_file():  # flows/ is not installed: it runs from the project's checkout
+        raise UserError(f"no {path} in {root.resolve()}: run this from the project's checkout (where dvc.yaml is)")
+    return load_flow_from_entrypoint(f"{script}:{name}")
 
 
 def ensure_pool(name: str) -> bool:
