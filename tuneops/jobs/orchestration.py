@@ -98,17 +98,6 @@ def deploy(
     )
 
 
-def deployment_id(name: str) -> uuid.UUID | None:
-    from prefect import get_client
-    from prefect.exceptions import ObjectNotFound
-
-    with get_client(sync_client=True) as client:
-        try:
-            return client.read_deployment_by_name(f"{FLOW_NAME}/{name}").id
-        except ObjectNotFound:
-            return None
-
-
 class JobDeployment:
     """The unscheduled deployment jobs are submitted to, made once per process on first use."""
 
