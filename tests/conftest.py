@@ -21,6 +21,8 @@ SHARED = ROOT.parent / "shared"
 TWEETS = SHARED / "data" / "tweet_sentiment_extraction"
 TINY_GPT2 = SHARED / "models" / "tiny-gpt2"
 GPT2_TOKENIZER = SHARED / "models" / "gpt2-tokenizer"
+STORIES = SHARED / "models" / "stories260k"  # a tiny real pretrained Llama: stories260K.gguf, and hub/ (Hub format)
+SMOLLM2_GGUF = SHARED / "models" / "smollm2-135m-instruct-gguf" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL = "tuneops-tweet-sentiment"  # register.model_name in params.yaml
 LABELS = ["negative", "neutral", "positive"]
 
@@ -46,7 +48,7 @@ os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get(
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """tests/shared/ is the real-data layer: it runs whenever ../shared is there (CI has it) and skips otherwise."""
-    have_shared = TWEETS.is_dir() and GPT2_TOKENIZER.is_dir() and TINY_GPT2.is_dir()
+    have_shared = all(p.exists() for p in (TWEETS, GPT2_TOKENIZER, TINY_GPT2, STORIES, SMOLLM2_GGUF))
     for item in items:
         if "tests/shared/" in item.nodeid.replace(os.sep, "/"):
             item.add_marker(pytest.mark.shared)

@@ -119,7 +119,8 @@ class LoraParams(Strict):
     r: int = Field(gt=0)
     lora_alpha: int = Field(gt=0)
     lora_dropout: float = Field(ge=0, lt=1)
-    target_modules: list[str]
+    # `auto`: the architecture's own (tuneops.models.quirks: GPT-2's c_attn and c_proj, PEFT's all-linear elsewhere)
+    target_modules: list[str] | Literal["auto"]
 
 
 class TrainingArgs(Strict):

@@ -1,11 +1,17 @@
-"""Loading models and tokenizers (a Hub id or a local folder), and batched classification. Every loader applies
-the architecture quirks of tuneops.models.quirks, so training, evaluation and serving load alike."""
+"""Loading models and tokenizers (a Hub id, a local folder or a .gguf file), and batched classification. Every
+loader applies the architecture quirks of tuneops.models.quirks, so training, evaluation and serving load alike.
+
+A GGUF (llama.cpp's one-file format, often 4-bit) is dequantised on load into an ordinary float32 model: no
+quantization_config is left on it, so it trains, saves (safetensors, Hub format) and registers like any other."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,9 +22,10 @@ from tuneops.config.errors import TransientError, UserError
 from tuneops.io import hub
 from tuneops.models.batches import PAD_TO_MULTIPLE_OF, length_sorted_batches
 from tuneops.models.hardware import native_bf16
-from tuneops.models.quirks import configure_padding, fuse_gelu, set_pad_token
+from tuneops.models.quirks import configure_padding, fuse_gelu, gguf_pad_id, set_pad_token
 
 if TYPE_CHECKING:
+    from gguf import GGUFReader
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
@@ -26,6 +33,8 @@ log = logging.getLogger("tuneops.modeling")
 
 
 def _from_pretrained(loader: type, name: str, **kwargs: object) -> Any:  # an Auto class's model/tokenizer/config
+    if is_gguf(name):
+        return _from_gguf(loader, Path(name).expanduser(), **kwargs)
     if not Path(name).expanduser().exists():  # a Hub id: fail in seconds when the Hub is out of reach
         try:
             hub.probe(f"model {name!r}")
@@ -41,6 +50,121 @@ def _from_pretrained(loader: type, name: str, **kwargs: object) -> Any:  # an Au
             f"model {name!r}: {' '.join(str(exc).split())[:240]} "
             "(set model.name to a Hub id you can reach or a local directory in Hub format)"
         ) from None
+
+
+def is_gguf(name: str) -> bool:
+    """model.name is a local .gguf file (a Hub id or a folder otherwise)."""
+    return name.lower().endswith(".gguf")
+
+
+@dataclass(frozen=True)
+class GgufFile:
+    """What tuneops reads from a GGUF's header before transformers loads it."""
+
+    name: str
+    architecture: str  # llama.cpp's name: "llama" for Llama, SmolLM2, stories260K
+    tensor_types: dict[str, tuple[int, int]]  # ggml type (Q4_1, Q8_0, F32, ...) -> (tensors, weights), most first
+    pad_id: int | None
+    vocab_size: int
+
+    def quantisation(self) -> str:
+        """The file's tensor types, most weights first: `Q4_1 (210 tensors, 106,168,320 weights), ...`."""
+        parts = (f"{kind} ({n} tensor{'s' * (n != 1)}, {w:,} weights)" for kind, (n, w) in self.tensor_types.items())
+        return ", ".join(parts)
+
+
+def _field(reader: GGUFReader, key: str) -> str | int | None:
+    field = reader.fields.get(key)
+    if field is None:
+        return None
+    value = field.parts[field.data[0]]
+    return bytes(value).decode("utf-8") if field.types[0].name == "STRING" else int(value[0])
+
+
+@functools.cache  # tokenize and train load a tokenizer, a config and a model from one file: its header is read once
+def read_gguf(path: Path) -> GgufFile:
+    """The header of a .gguf file, or a one-line UserError saying why transformers could not load it."""
+    from transformers import __version__
+    from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
+
+    if not path.is_file():
+        raise UserError(f"model {str(path)!r}: no such file (model.name: a Hub id, a Hub-format folder or a .gguf)")
+    try:
+        from gguf import GGUFReader
+    except ImportError:
+        raise UserError(f"model {path.name}: reading a GGUF needs the gguf package: pip install 'gguf>=0.10'") from None
+    try:
+        reader = GGUFReader(path)
+        arch = str(_field(reader, "general.architecture"))
+    except (ValueError, IndexError, KeyError, OSError) as exc:  # what numpy's memmap and views raise on junk
+        raise UserError(
+            f"model {path.name}: not a GGUF file ({_one_line(exc)}); give model.name a .gguf that llama.cpp's "
+            "tools wrote, a Hub id or a Hub-format folder"
+        ) from None
+    known = sorted(set(GGUF_SUPPORTED_ARCHITECTURES) - {"general", "tokenizer"})  # metadata sections, not models
+    if arch not in known:
+        raise UserError(
+            f"model {path.name}: transformers {__version__} reads no GGUF of architecture {arch!r} (only "
+            f"{', '.join(known)}); give model.name its Hub id or a Hub-format folder instead"
+        )
+    tensors = Counter(t.tensor_type.name for t in reader.tensors)
+    weights: Counter[str] = Counter()
+    for t in reader.tensors:
+        weights[t.tensor_type.name] += int(t.n_elements)
+    tokens = reader.fields.get("tokenizer.ggml.tokens")
+    pad = _field(reader, "tokenizer.ggml.padding_token_id")
+    return GgufFile(
+        name=path.name,
+        architecture=arch,
+        tensor_types={kind: (tensors[kind], w) for kind, w in weights.most_common()},
+        pad_id=int(pad) if pad is not None else None,
+        vocab_size=len(tokens.data) if tokens is not None else 0,
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:240]}"
+
+
+# What transformers raises on a GGUF it cannot turn into a model or tokenizer: an unsupported quantisation
+# (ValueError), a tokenizer special token outside the vocabulary (IndexError), a missing gguf package (ImportError).
+UNREADABLE_GGUF = (ValueError, IndexError, KeyError, NotImplementedError, ImportError, OSError)
+
+
+def _from_gguf(loader: type, path: Path, revision: str | None = None, **kwargs: object) -> Any:
+    """A tokenizer, config or model from a local .gguf (a file has no revision), or one line saying why not."""
+    from transformers import __version__
+
+    header = read_gguf(path)
+    try:
+        return loader.from_pretrained(str(path.parent), gguf_file=path.name, **kwargs)
+    except UNREADABLE_GGUF as exc:
+        why = _one_line(exc)
+        # transformers' GGUF tokenizer loader looks the pad id up in the vocabulary: stories260K's -1 is not there
+        if isinstance(exc, IndexError) and gguf_pad_id(header.pad_id, header.vocab_size):
+            why = f"its pad token id {header.pad_id} lies outside its {header.vocab_size}-token vocabulary"
+        raise UserError(
+            f"model {path.name}: transformers {__version__} cannot load {loader.__name__} from this "
+            f"{header.architecture} GGUF ({why}); give model.name this model's Hub id or a Hub-format folder of it "
+            "instead (README: SmolLM2 and other GGUF models)"
+        ) from None
+
+
+def _load_model(loader: type, name: str, **kwargs: object) -> PreTrainedModel:
+    """A causal LM or classifier. From a GGUF: dequantised into an ordinary float32 model, whatever the file's
+    types (an F16 file would otherwise load in float16), with no quantization_config left for save_pretrained
+    to refuse; a log line names the file's quantisation."""
+    if not is_gguf(name):
+        return _from_pretrained(loader, name, **kwargs)
+    from transformers import GgufConfig
+
+    header = read_gguf(Path(name).expanduser())
+    kwargs.update(gguf_pad_id(header.pad_id, header.vocab_size))
+    plain = GgufConfig(dequantize=True)  # transformers then drops the quantizer and its config after loading
+    model = _from_pretrained(loader, name, dtype=torch.float32, quantization_config=plain, **kwargs)
+    quant = header.quantisation()
+    log.info("%s: %s GGUF in %s; dequantised to %s", header.name, header.architecture, quant, model.dtype)
+    return model
 
 
 def load_tokenizer(name: str, revision: str | None = None) -> PreTrainedTokenizerBase:
@@ -61,10 +185,10 @@ def max_positions(name: str, revision: str | None = None) -> int | None:
 def load_classifier(
     name: str, labels: list[str], tokenizer: PreTrainedTokenizerBase, revision: str | None = None
 ) -> PreTrainedModel:
-    """A sequence classifier with our label names, from a Hub id or a local directory."""
+    """A sequence classifier with our label names, from a Hub id, a local directory or a .gguf file."""
     from transformers import AutoModelForSequenceClassification
 
-    model = _from_pretrained(
+    model = _load_model(
         AutoModelForSequenceClassification,
         name,
         revision=revision,
@@ -134,7 +258,7 @@ def load_causal_lm(name: str, tokenizer: PreTrainedTokenizerBase, revision: str 
     """A causal language model to fine-tune on prompt/completion pairs (GPT2LMHeadModel for GPT-2)."""
     from transformers import AutoModelForCausalLM
 
-    model = _from_pretrained(AutoModelForCausalLM, name, revision=revision)
+    model = _load_model(AutoModelForCausalLM, name, revision=revision)
     model.generation_config.pad_token_id = tokenizer.pad_token_id  # generate() warns on every call otherwise
     return configure_padding(model, tokenizer)
 

@@ -20,7 +20,7 @@ from tuneops.io.files import staged_dir
 from tuneops.models.batches import CompletionCollator
 from tuneops.models.hardware import set_threads
 from tuneops.models.loading import load_causal_lm, load_classifier
-from tuneops.models.quirks import configure_padding, fuse_gelu
+from tuneops.models.quirks import configure_padding, fuse_gelu, lora_target_modules
 from tuneops.training.devices import hardware, training_settings
 from tuneops.training.memory import ReleaseFreedMemory, malloc_trim
 
@@ -51,10 +51,12 @@ def build_model(
 
         # a classifier's head is trained in full; a causal LM's head is tied to its embeddings
         task = TaskType.CAUSAL_LM if generator else TaskType.SEQ_CLS
-        lora = LoraConfig(task_type=task, **train.lora.model_dump())
+        targets = lora_target_modules(net.config, train.lora.target_modules)  # `auto`: the architecture's own
+        lora = LoraConfig(task_type=task, **train.lora.model_dump(exclude={"target_modules"}), target_modules=targets)
         net = get_peft_model(net, lora)
         trainable, total = net.get_nb_trainable_parameters()
-        log.info("LoRA: training %d of %d parameters (%.2f%%)", trainable, total, 100 * trainable / total)
+        share = 100 * trainable / total
+        log.info("LoRA: training %d of %d parameters (%.2f%%), adapters on %s", trainable, total, share, targets)
     return net
 
 

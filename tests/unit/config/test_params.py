@@ -127,3 +127,11 @@ def test_values_that_would_fail_late_fail_at_load_naming_the_key(edit, message):
 def test_a_less_common_name_transformers_knows_is_accepted():
     params = parse_params(edited(lambda r: r["train"]["args"].update(lr_scheduler_type="cosine_with_restarts")))
     assert params.train.args.lr_scheduler_type == "cosine_with_restarts"
+
+
+def test_lora_target_modules_take_auto_or_a_list_and_nothing_else():
+    assert load_params(ROOT / "params.yaml").train.lora.target_modules == "auto"
+    listed = parse_params(edited(lambda r: r["train"]["lora"].update(target_modules=["q_proj", "v_proj"])))
+    assert listed.train.lora.target_modules == ["q_proj", "v_proj"]
+    with pytest.raises(UserError, match=r"train\.lora\.target_modules"):
+        parse_params(edited(lambda r: r["train"]["lora"].update(target_modules="all-linear")))

@@ -153,3 +153,22 @@ def test_accumulation_in_the_train_stage_equals_a_bigger_batch(tweets, tokenizer
     whole, _ = stage_trainer(tweets, tokenizer, tmp_path, batch=4, accumulation=1)
     halves, _ = stage_trainer(tweets, tokenizer, tmp_path, batch=2, accumulation=2)
     assert step_losses(halves) == pytest.approx(step_losses(whole), abs=1e-4)
+
+
+def test_lora_auto_adapts_gpt2_exactly_as_the_old_explicit_list(sample, tokenizer):
+    """`target_modules: auto` resolves to GPT-2's [c_attn, c_proj]: the same adapters, initialised the same."""
+    from tests.conftest import ROOT
+    from tuneops.config.params import load_params
+    from tuneops.training.trainer import build_model
+
+    params = load_params(ROOT / "params.yaml")
+    model = params.model.model_copy(update={"name": str(sample.model_dir)})
+
+    def lora(targets):
+        lora_params = params.train.lora.model_copy(update={"target_modules": targets})
+        train = params.train.model_copy(update={"method": "lora", "lora": lora_params})
+        return dict(build_model(model, train, LABELS, tokenizer).named_parameters())
+
+    auto, listed = lora("auto"), lora(["c_attn", "c_proj"])
+    assert auto.keys() == listed.keys() and any("c_attn.lora_A" in name for name in auto)
+    assert all(auto[name].equal(listed[name]) for name in auto)
