@@ -30,6 +30,7 @@ from tuneops.serve.openai.common import (
     sse_event,
     submit,
     tally,
+    unsent,
 )
 from tuneops.serve.openai.protocol import (
     ChatChoice,
@@ -124,7 +125,7 @@ async def stream(
             yield error_event(event.error, "messages")
         else:
             for i, row in enumerate(generated(event.results)):
-                rest = row.text[len(sent[i]) :] if row.text.startswith(sent[i]) else row.text
+                rest = unsent(row.text, sent[i])
                 if rest:
                     yield chunk([ChunkChoice(index=i, delta=Delta(content=rest))])
                 yield chunk([ChunkChoice(index=i, delta=Delta(), finish_reason=row.finish_reason)])

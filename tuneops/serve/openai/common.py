@@ -111,6 +111,12 @@ def generated(rows: Results) -> list[Generated]:
     return [row for row in rows if isinstance(row, Generated)]
 
 
+def unsent(text: str, sent: str) -> str:
+    """What a stream still owes of a row's final text: the part after what its deltas sent (all of it where the
+    final text no longer starts with them, e.g. a classifier's echoed label)."""
+    return text[len(sent) :] if text.startswith(sent) else text
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:24]}"
 

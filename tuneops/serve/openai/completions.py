@@ -28,6 +28,7 @@ from tuneops.serve.openai.common import (
     sse_event,
     submit,
     tally,
+    unsent,
 )
 from tuneops.serve.openai.protocol import Completion, CompletionChoice, CompletionRequest, Logprobs, Usage
 
@@ -115,7 +116,7 @@ async def stream(
         else:
             for i, row in enumerate(event.results):
                 final = choice(i, row, rows[i], body)
-                rest = final.text[len(sent[i]) :] if final.text.startswith(sent[i]) else final.text
+                rest = unsent(final.text, sent[i])
                 yield chunk([final.model_copy(update={"text": rest})])
             if body.stream_options and body.stream_options.include_usage:
                 yield chunk([], tally(event.results, body.n or 1))
