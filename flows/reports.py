@@ -86,6 +86,8 @@ def metrics() -> None:
     ]
     gap = {"accuracy": _fmt(m.gap.accuracy), "macro_f1": "", "loss": _fmt(m.gap.loss)}
     rows.append({"split": "gap (train-test acc, test-train loss)", **gap})
+    base = {"accuracy": _fmt(m.base.accuracy), "macro_f1": _fmt(m.base.macro_f1), "loss": ""}
+    rows.append({"split": f"base: {m.base.model}, zero-shot on test", **base})
     create_table_artifact(rows, key="metrics", description=f"Candidate metrics ({METRICS_PATH})")
 
 
@@ -101,7 +103,7 @@ def generation_metrics(m: GenerationMetrics) -> None:
             "exact_match": _fmt(s.exact_match) if s.exact_match is not None else "",
             "jaccard": _fmt(s.jaccard) if s.jaccard is not None else "",
         }
-        for name, s in (("test", m.test), ("train", m.train))
+        for name, s in (("test", m.test), ("train", m.train), (f"base: {m.base.model}, on test", m.base))
     ]
     for name, b in m.baselines.items():
         empty = {"loss": "", "perplexity": "", "token_accuracy": ""}
@@ -114,7 +116,7 @@ def generation_metrics(m: GenerationMetrics) -> None:
         create_table_artifact(
             [s.model_dump() for s in shown[:SAMPLES_SHOWN]],
             key="samples",
-            description=f"Held-out prompts: expected and generated completions ({SAMPLES_PATH})",
+            description=f"Held-out prompts: expected, generated and the base model's completions ({SAMPLES_PATH})",
         )
 
 

@@ -1,32 +1,39 @@
-"""Stage `evaluate`: test metrics, the generalisation gap, and the promotion gate.
+"""Stage `evaluate`: test metrics, the generalisation gap, the base model, and the promotion gate.
 
     python -m tasks.evaluate          (dvc.yaml runs it)
 
-params: task, data.seed, evaluate, generation.stop, generation.max_new_tokens, register.model_name,
-        register.alias, register.tracking_uri (the champion's registry)
-reads:  models/candidate, data/processed (both checked against their hashes in dvc.lock first), and the
+params: task, data.seed, model.name, model.revision (the base), evaluate, generation.stop,
+        generation.max_new_tokens, generation.chat_template (the base's prompts where its tokenizer has no
+        template), register.model_name, register.alias, register.tracking_uri (the champion's registry)
+reads:  models/candidate, data/processed (both checked against their hashes in dvc.lock first), the base model
+        (model.name: a Hub id, from the Hugging Face cache once train has fetched it, a folder or a .gguf), and the
         registry's champion (models/registered.json tells a lost registry from a first run)
 writes: reports/metrics.json (classification: accuracy, macro-F1, per class, loss; generation: loss,
-        perplexity, token accuracy, exact match, Jaccard, the baselines; on test, a train sample, their gap),
+        perplexity, token accuracy, exact match, Jaccard, the baselines; on test, a train sample, their gap;
+        `base`: the base model's numbers on the same test rows),
         reports/gate.json (every check, observed and threshold, and the verdict),
-        reports/samples.jsonl (held-out inputs with the expected and the candidate's answer),
+        reports/samples.jsonl (held-out inputs with the expected answer, the candidate's and the base's; the
+        first evaluate.samples_kept of them),
         reports/confusion_matrix.json (DVC's confusion plot; generation: when completions are labels) and
         reports/evaluation.png (the confusion matrix; generation: how close each completion came)
 
-Classification scores the candidate on `test` and on a seeded sample of `train` as large as test, then checks
-the gate: quality floor, overfitting gap, loss gap, and beating the champion by `min_improvement`. Generation
-measures loss and token accuracy teacher-forced on both, generates completions for a seeded sample of test
-prompts (greedy, up to a stop sequence or max_new_tokens) and gates on their metric, the loss gap, beating the
-trivial answers (copying the prompt's text, the most frequent completion) and the champion. Exits 0 on a failed
-gate, so the evidence is kept; `register` enforces the verdict. A registry that does not answer stops the stage
-as transient (exit 75), and nothing is written: a plain `dvc repro` asks again.
+Classification scores the candidate on `test` and on a seeded sample of `train` as large as test, asks the base
+model the test texts zero-shot through its chat template (answer with a label name: tuneops.evaluation.zero_shot),
+then checks the gate: quality floor, overfitting gap, loss gap, beating the base by `base_margin` and the champion
+by `min_improvement`. Generation measures loss and token accuracy teacher-forced on both, generates completions
+for a seeded sample of test prompts (greedy, up to a stop sequence or max_new_tokens), does the same with the base
+model on the same prompts, and gates on their metric, the loss gap, beating the trivial answers (copying the
+prompt's text, the most frequent completion), the base and the champion. Exits 0 on a failed gate, so the
+evidence is kept; `register` enforces the verdict. A registry that does not answer stops the stage as transient
+(exit 75), and nothing is written: a plain `dvc repro` asks again.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -43,22 +50,37 @@ from tuneops.config.paths import (
     REGISTERED_PATH,
     SAMPLES_PATH,
 )
-from tuneops.config.records import Gap, GateVerdict, GenerationMetrics, GenerationSample, GenerationScores, Metrics
+from tuneops.config.records import (
+    BaseGenerationScores,
+    BaseLabelScores,
+    Gap,
+    GateVerdict,
+    GenerationMetrics,
+    GenerationSample,
+    GenerationScores,
+    Metrics,
+)
 from tuneops.config.runner import run_main, stage_parser
+from tuneops.data.chat import with_chat_template
 from tuneops.data.splits import LABEL_LIKE  # completions that are labels: a confusion plot fits
 from tuneops.data.tokenization import load_processed
 from tuneops.evaluation.gate import gate, gate_generation
 from tuneops.evaluation.lm_scoring import answer, baselines, perplexity, samples, teacher_forced, text_scores
 from tuneops.evaluation.metrics import confusion_rows, gap, plot_confusion, plot_scores, score
-from tuneops.inference.generation import generate
+from tuneops.evaluation.zero_shot import answer_stop, answer_tokens, label_prompts, label_scores, read_label
+from tuneops.inference.generation import Completion, generate
 from tuneops.io.files import write_json, write_jsonl
 from tuneops.io.integrity import verify_outputs
 from tuneops.models.hardware import set_threads
-from tuneops.models.loading import load_trained, predict_logits, saved_task
+from tuneops.models.loading import load_base, load_trained, predict_logits, saved_task
 from tuneops.registry.store import champion, registered_before
 
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
 log = logging.getLogger("tuneops.evaluate")
-SAMPLES_KEPT = 200  # lines of reports/samples.jsonl: enough to read, small enough for git diffs and artifacts
+Splits = dict[str, "Dataset"]  # test, and the seeded sample of train
 
 
 def evaluate(params: Params, candidate_dir: Path = CANDIDATE_DIR, processed_dir: Path = PROCESSED_DIR) -> GateVerdict:
@@ -79,7 +101,7 @@ def evaluate(params: Params, candidate_dir: Path = CANDIDATE_DIR, processed_dir:
         verdict = gate(metrics, params.evaluate, the_champion)
     write_json(METRICS_PATH, metrics)
     write_json(GATE_PATH, verdict)
-    write_jsonl(SAMPLES_PATH, shown)
+    write_jsonl(SAMPLES_PATH, shown[: params.evaluate.samples_kept])  # None keeps every row
     for c in verdict.checks:
         result = "ok" if c.passed else "FAIL"
         log.info("gate %-16s %-6s observed %s, threshold %s %s", c.check, result, c.observed, c.threshold, c.detail)
@@ -87,7 +109,29 @@ def evaluate(params: Params, candidate_dir: Path = CANDIDATE_DIR, processed_dir:
     return verdict
 
 
-def score_classification(params: Params, model: Any, tokenizer: Any, splits: dict) -> tuple[Metrics, list]:
+def base_name(params: Params) -> str:
+    """The base model as metrics.json and the gate name it: model.name, @revision when one is pinned."""
+    return params.model.name + (f"@{params.model.revision}" if params.model.revision else "")
+
+
+def complete(
+    params: Params, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str]
+) -> list[Completion]:
+    """The one decoding candidate and base are both scored with: greedy, up to a stop sequence or max_new_tokens."""
+    gen = params.generation
+    return generate(
+        model,
+        tokenizer,
+        prompts,
+        max_new_tokens=gen.max_new_tokens,
+        stop=gen.stop,
+        batch_size=params.evaluate.batch_size,
+    )
+
+
+def score_classification(
+    params: Params, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, splits: Splits
+) -> tuple[Metrics, list[GenerationSample]]:
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     scores, test_logits = {}, None
     for name, split in splits.items():
@@ -97,26 +141,63 @@ def score_classification(params: Params, model: Any, tokenizer: Any, splits: dic
         log.info(
             "%s: accuracy %.4f, macro-F1 %.4f, loss %.4f (%d rows)", name, s.accuracy, s.macro_f1, s.loss, len(split)
         )
-    metrics = Metrics(test=scores["test"], train=scores["train"], gap=gap(scores["train"], scores["test"]))
+    test = splits["test"]
+    # processed data keeps token ids only; the base's tokenizer is the candidate's, so decoding gives the texts back
+    texts = tokenizer.batch_decode(list(test["input_ids"]), skip_special_tokens=True)
+    expected = [int(label) for label in test["labels"]]
+    answers, predicted, base = base_labels(params, names, texts, expected)
+    metrics = Metrics(test=scores["test"], train=scores["train"], gap=gap(scores["train"], scores["test"]), base=base)
     write_json(CONFUSION_JSON_PATH, confusion_rows(metrics.test.confusion_matrix, names))
     plot_confusion(metrics.test.confusion_matrix, names, EVALUATION_PNG_PATH)
-    test = splits["test"].select(range(min(SAMPLES_KEPT, len(splits["test"]))))
+    ours = [int(row.argmax()) for row in test_logits]
     shown = [
         GenerationSample(
-            prompt=tokenizer.decode(ids),
+            prompt=text,
             expected=names[label],
-            generated=names[int(row.argmax())],
+            generated=names[mine],
             finish_reason="stop",
-            exact_match=names[label] == names[int(row.argmax())],
-            jaccard=float(label == int(row.argmax())),
+            exact_match=mine == label,
+            jaccard=float(mine == label),
+            base=said,
+            base_exact_match=theirs == label,
+            base_jaccard=float(theirs == label),
         )
-        for ids, label, row in zip(test["input_ids"], test["labels"], test_logits, strict=False)
+        for text, label, mine, said, theirs in zip(texts, expected, ours, answers, predicted, strict=True)
     ]
     return metrics, shown
 
 
+def base_labels(
+    params: Params, labels: list[str], texts: list[str], expected: list[int]
+) -> tuple[list[str], list[int | None], BaseLabelScores]:
+    """The base model's zero-shot answers to the test texts (asked through its chat template to name a label),
+    the labels they name, and their scores. Candidate and base are both in memory: training held more."""
+    base, tokenizer = load_base(params.model.name, params.model.revision)
+    tokenizer = with_chat_template(tokenizer, params.generation.chat_template)  # GPT-2 ships none: the declared one
+    completions = generate(
+        base,
+        tokenizer,
+        label_prompts(tokenizer, labels, texts),
+        max_new_tokens=answer_tokens(tokenizer, labels),
+        stop=answer_stop(tokenizer),
+        batch_size=params.evaluate.batch_size,
+        truncate_prompt=True,  # a text near the model's positions loses its first tokens, not the stage
+    )
+    answers = [c.text.strip() for c in completions]
+    predicted = [read_label(a, labels) for a in answers]
+    scores = label_scores(base_name(params), predicted, expected, labels)
+    log.info(
+        "base %s, zero-shot on test: accuracy %.4f, macro-F1 %.4f, a label name in %.1f%% of answers",
+        scores.model,
+        scores.accuracy,
+        scores.macro_f1,
+        100 * scores.answered,
+    )
+    return answers, predicted, scores
+
+
 def score_generation(
-    params: Params, model: Any, tokenizer: Any, splits: dict
+    params: Params, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, splits: Splits
 ) -> tuple[GenerationMetrics, list[GenerationSample]]:
     ev, gen = params.evaluate, params.generation
     scores: dict[str, GenerationScores] = {}
@@ -127,14 +208,13 @@ def score_generation(
     test = splits["test"]
     if ev.generation.sample_size and ev.generation.sample_size < len(test):
         test = test.shuffle(seed=params.data.seed).select(range(ev.generation.sample_size))
-    expected = [answer(c, gen.stop) for c in test["completion"]]
-    completions = generate(
-        model, tokenizer, test["prompt"], max_new_tokens=gen.max_new_tokens, stop=gen.stop, batch_size=ev.batch_size
-    )
+    prompts, expected = list(test["prompt"]), [answer(c, gen.stop) for c in test["completion"]]
+    completions = complete(params, model, tokenizer, prompts)
     generated = text_scores(expected, [c.text for c in completions])
     scores["test"] = scores["test"].model_copy(
         update={"exact_match": generated.exact_match, "jaccard": generated.jaccard, "generated": len(test)}
     )
+    base, base_completions = base_generation(params, splits["test"], prompts, expected)
     train_answers = [answer(c, gen.stop) for c in splits["train"]["completion"]]
     metrics = GenerationMetrics(
         test=scores["test"],
@@ -144,6 +224,7 @@ def score_generation(
             loss=scores["test"].loss - scores["train"].loss,
         ),
         baselines=baselines(test["source_text"], train_answers, expected),
+        base=base,
     )
     log.info(
         "test, generated for %d prompts: exact match %.4f, Jaccard %.4f; baselines %s",
@@ -152,13 +233,44 @@ def score_generation(
         generated.jaccard,
         {k: round(b.jaccard, 4) for k, b in metrics.baselines.items()},
     )
-    shown = samples(test["prompt"], expected, completions)
+    shown = samples(prompts, expected, completions, base_completions)
     labels = sorted(set(expected))
     label_like = len(labels) <= LABEL_LIKE
     rows = [{"actual": s.expected, "predicted": s.generated} for s in shown] if label_like else []
     write_json(CONFUSION_JSON_PATH, rows)
     plot_scores(shown, metrics, ev.generation.primary_metric, EVALUATION_PNG_PATH)
-    return metrics, shown[:SAMPLES_KEPT]
+    return metrics, shown
+
+
+def base_generation(
+    params: Params, test: Dataset, prompts: Sequence[str], expected: Sequence[str]
+) -> tuple[BaseGenerationScores, list[Completion]]:
+    """The base model on what the candidate was scored on: teacher-forced on the whole test split (the same
+    token ids: tokenize used model.name's tokenizer), and generating for the same sampled prompts. Chat prompts
+    are rendered text already, so the base reads exactly what the candidate read."""
+    base, tokenizer = load_base(params.model.name, params.model.revision)
+    loss, accuracy = teacher_forced(base, tokenizer, test, params.evaluate.batch_size)
+    completions = complete(params, base, tokenizer, prompts)
+    generated = text_scores(expected, [c.text for c in completions])
+    scores = BaseGenerationScores(
+        model=base_name(params),
+        loss=loss,
+        perplexity=perplexity(loss),
+        token_accuracy=accuracy,
+        exact_match=generated.exact_match,
+        jaccard=generated.jaccard,
+        generated=len(prompts),
+    )
+    log.info(
+        "base %s: loss %.4f, token accuracy %.4f; generated for %d prompts: exact match %.4f, Jaccard %.4f",
+        scores.model,
+        loss,
+        accuracy,
+        len(prompts),
+        generated.exact_match,
+        generated.jaccard,
+    )
+    return scores, completions
 
 
 def main() -> None:

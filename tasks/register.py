@@ -12,10 +12,12 @@ writes: models/registered.json, and a new version in the MLflow registry with th
 
 Gate failed, or the champion moved since evaluate and is no longer beaten: exits non-zero saying why; nothing is
 registered and the champion stays.
-Gate passed: logs the model (transformers flavour, safetensors), params, metrics, gate.json, the data manifest
-hash, the dvc.lock hashes and the git commit to MLflow (a generation model as a text-generation model, with its
-generation settings as version tags), registers a new version of `register.model_name` and moves the alias
-(`champion`) to it.
+Gate passed: logs the model (transformers flavour, safetensors), params, metrics (the base model's beside the
+candidate's: `base_accuracy`, `base_macro_f1`; generation: `base_jaccard`, `base_exact_match`, `base_loss`, ...;
+the base's name is the `base_model` tag), gate.json, samples.jsonl (prompt, expected, base and fine-tuned
+answers), the data manifest hash, the dvc.lock hashes and the git commit to MLflow (a generation model as a
+text-generation model, with its generation settings as version tags), registers a new version of
+`register.model_name` and moves the alias (`champion`) to it.
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ def register(params: Params, candidate_dir: Path = CANDIDATE_DIR) -> Registratio
         mlflow.log_metrics(numbers)
         mlflow.log_artifact(str(GATE_PATH))
         mlflow.log_artifact(str(SAMPLES_PATH))  # held-out prompts, expected and generated, beside the version
-        mlflow.set_tags(workspace_lineage(MANIFEST_PATH, DVC_LOCK_PATH))
+        mlflow.set_tags({**workspace_lineage(MANIFEST_PATH, DVC_LOCK_PATH), "base_model": metrics.base.model})
         version = str(log_model(candidate_dir, reg.model_name).registered_model_version)
     if generator:
         tag_generation(reg, version, params.generation)

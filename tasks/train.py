@@ -4,13 +4,15 @@
     (train.launcher: torchrun: it re-launches itself under torchrun, data-parallel; rank 0 alone writes)
 
 params: task, data.labels, model, tokenize, train, generation.prompt_loss_weight, generation.max_new_tokens,
-        register.tracking_uri, register.experiment_name
+        generation.chat_template, register.tracking_uri, register.experiment_name
 reads:  data/processed
-writes: models/candidate (safetensors, config with label names or generation settings, tokenizer),
+writes: models/candidate (safetensors, config with label names or generation settings, tokenizer: for generation
+        with its chat template, the model's own or generation.chat_template, so every server renders chat alike),
         models/checkpoints (kept between runs, so an interrupted training resumes), reports/train_history.json
         (loss and accuracy per epoch; token accuracy on completions for generation)
 
-Generation: the loss is on completion tokens (and their eos), prompt tokens weighted by
+Generation: the loss is on completion tokens (and their eos) and a conversation's earlier assistant replies,
+other prompt tokens weighted by
 `generation.prompt_loss_weight` (0 = not at all); padding and prompt are masked by position.
 
 Evaluates on `validation` each epoch, keeps the best checkpoint by `metric_for_best_model`, stops early after
@@ -30,6 +32,7 @@ from tuneops.config.params import Params, load_params
 from tuneops.config.paths import CANDIDATE_DIR, CHECKPOINT_DIR, PROCESSED_DIR, TRAIN_HISTORY_PATH
 from tuneops.config.records import EpochRow
 from tuneops.config.runner import run_main, stage_parser
+from tuneops.data.chat import with_chat_template
 from tuneops.data.tokenization import load_processed
 from tuneops.io.files import said_when_disk_full, write_json
 from tuneops.models.loading import load_tokenizer
@@ -48,8 +51,10 @@ def train(
     history_path: Path = TRAIN_HISTORY_PATH,
 ) -> list[EpochRow]:
     datasets = load_processed(processed_dir)
-    tokenizer = load_tokenizer(params.model.name, params.model.revision)
     generator = params.task == "generation"
+    tokenizer = load_tokenizer(params.model.name, params.model.revision)
+    if generator:  # saved with the model: the chat template it was trained with travels with it to every server
+        tokenizer = with_chat_template(tokenizer, params.generation.chat_template)
     net = build_model(params.model, params.train, params.data.labels, tokenizer, generator)
     # the params dvc.yaml gives this stage that shape training (the data itself is in processed_dir)
     shaping = {

@@ -22,6 +22,8 @@ TWEETS = SHARED / "data" / "tweet_sentiment_extraction"
 TINY_GPT2 = SHARED / "models" / "tiny-gpt2"
 GPT2_TOKENIZER = SHARED / "models" / "gpt2-tokenizer"
 STORIES = SHARED / "models" / "stories260k"  # a tiny real pretrained Llama: stories260K.gguf, and hub/ (Hub format)
+# the same model shipped with the tests (bfloat16, MIT; its README says whence): no test of a real model needs ../shared
+STORIES_FIXTURE = ROOT / "tests" / "fixtures" / "stories260k"
 SMOLLM2_GGUF = SHARED / "models" / "smollm2-135m-instruct-gguf" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL = "tuneops-tweet-sentiment"  # register.model_name in params.yaml
 LABELS = ["negative", "neutral", "positive"]
@@ -83,6 +85,28 @@ def tokenizer(sample: Sample) -> Any:
     from tuneops.models.loading import load_tokenizer
 
     return load_tokenizer(str(sample.model_dir))
+
+
+# SmolLM2-135M-Instruct's own chat template (HuggingFaceTB, Apache-2.0): ChatML with a default system message.
+CHATML = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}"
+    "{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+@pytest.fixture(scope="session")
+def chatml_tokenizer(tokenizer: Any) -> Any:
+    """The sample's tokenizer made a chat model's, as SmolLM2's is: ChatML's special tokens, eos = <|im_end|>
+    (which is also its pad, as SmolLM2 has it), and SmolLM2's own chat template."""
+    import copy
+
+    chatml = copy.deepcopy(tokenizer)
+    chatml.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    chatml.eos_token = chatml.pad_token = "<|im_end|>"
+    chatml.chat_template = CHATML
+    return chatml
 
 
 def tracked_files(root: Path) -> list[str]:
@@ -229,10 +253,11 @@ def scores(accuracy: float, macro_f1: float, loss: float) -> Any:
     return base.model_copy(update={"accuracy": accuracy, "macro_f1": macro_f1, "loss": loss})
 
 
-def metrics(test_acc=0.7, train_acc=0.75, test_loss=0.6, train_loss=0.5, macro_f1=0.65) -> Any:
+def metrics(test_acc=0.7, train_acc=0.75, test_loss=0.6, train_loss=0.5, macro_f1=0.65, base_acc=0.4) -> Any:
     """reports/metrics.json's record (Metrics) with these numbers, for the gate's and registry's unit tests."""
-    from tuneops.config.records import Metrics
+    from tuneops.config.records import BaseLabelScores, Metrics
     from tuneops.evaluation.metrics import gap
 
     test, train = scores(test_acc, macro_f1, test_loss), scores(train_acc, macro_f1, train_loss)
-    return Metrics(test=test, train=train, gap=gap(train, test))
+    base = BaseLabelScores(model="gpt2", accuracy=base_acc, macro_f1=base_acc, answered=0.9)
+    return Metrics(test=test, train=train, gap=gap(train, test), base=base)

@@ -151,9 +151,11 @@ def test_a_streamed_classification_is_its_label(client):
     assert chunks[0]["choices"][0]["finish_reason"] == "stop"
 
 
-def test_chat_renders_the_versions_template_and_stops_at_the_turns_end(client):
+def test_chat_renders_the_versions_template_and_stops_at_the_turns_end(client, tokenizer):
+    import copy
+
     from tuneops.config.params import ChatTemplate
-    from tuneops.data.templates import chat_prompt
+    from tuneops.data.chat import render, turn_end, with_chat_template
 
     messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "how is the beach?"}]
     body = {"model": f"{GENERATOR}@champion", "messages": messages, "max_tokens": 6, "temperature": 0}
@@ -161,8 +163,10 @@ def test_chat_renders_the_versions_template_and_stops_at_the_turns_end(client):
     assert answer.status_code == 200, answer.text
     chat = answer.json()
     assert chat["object"] == "chat.completion" and chat["choices"][0]["message"]["role"] == "assistant"
-    prompt, turn_end = chat_prompt(messages, ChatTemplate(**CHAT))
-    same = complete(client, model=GENERATOR, prompt=prompt, max_tokens=6, temperature=0, stop=turn_end)
+    # registered with its template in its tags only (before tokenizers carried it): served with that one
+    declared = with_chat_template(copy.deepcopy(tokenizer), ChatTemplate(**CHAT))
+    prompt = render(declared, messages, add_generation_prompt=True)
+    same = complete(client, model=GENERATOR, prompt=prompt, max_tokens=6, temperature=0, stop=[turn_end(declared)])
     assert chat["choices"][0]["message"]["content"] == same["choices"][0]["text"]
     assert chat["usage"] == same["usage"]
     chunks = events(client.post("/v1/chat/completions", json={**body, "stream": True}))

@@ -23,6 +23,9 @@ def test_flow_fine_tunes_a_generation_model_and_publishes_its_samples(tmp_path, 
         use_generation_sample(p, sample)
         p["flow"].update(review_data="never", push=False)
         p["train"]["args"].update(num_train_epochs=1)
+        # one epoch does not learn the labels yet: exact match 0.0, a tie with the untrained base, which fails
+        # beats_base; this test is about the flow and its artifacts (the gate has tests of its own)
+        p["evaluate"]["base_margin"] = -1.0
 
     project.set_params(setup)
     monkeypatch.chdir(project.path)

@@ -39,11 +39,15 @@ def test_repro_fine_tunes_a_causal_lm_and_registers_it_with_its_generation_setti
         "min_exact_match",
         "max_loss_gap",
         "beats_baseline",
+        "beats_base",
         "beats_champion",
     ]
+    # the base (the sample's GPT-2 from random weights) on the same 60 prompts, and teacher-forced on all of test
+    assert metrics["base"]["generated"] == 60 and metrics["base"]["loss"] > metrics["test"]["loss"]
     samples = [json.loads(line) for line in (path / "reports" / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 60 and samples[0]["prompt"].endswith("\n\n###\n\n")
     assert samples[0]["expected"] in {"negative", "neutral", "positive"}  # the stop sequence is not the answer
+    assert isinstance(samples[0]["base"], str) and isinstance(samples[0]["base_exact_match"], bool)
     assert (path / "reports" / "evaluation.png").stat().st_size > 1000
     history = json.loads((path / "reports" / "train_history.json").read_text())
     assert history[-1]["validation_macro_f1"] is None and 0 < history[-1]["validation_accuracy"] <= 1
@@ -54,6 +58,7 @@ def test_repro_fine_tunes_a_causal_lm_and_registers_it_with_its_generation_setti
     assert version.tags["tuneops.task"] == "generation" and json.loads(version.tags["tuneops.stop"]) == ["\n"]
     run = generated.registry().get_run(record["run_id"])
     assert "test_exact_match" in run.data.metrics and run.data.params["task"] == "generation"
+    assert {"base_exact_match", "base_jaccard", "base_loss"} <= set(run.data.metrics)
 
 
 def test_predict_completes_prompts_with_the_registered_model(generated):

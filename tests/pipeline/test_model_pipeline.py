@@ -38,10 +38,18 @@ def test_repro_registers_a_champion_with_its_evidence(registered):
         "min_macro_f1",
         "max_overfit_gap",
         "max_loss_gap",
+        "beats_base",
         "beats_champion",
     }
     metrics = json.loads((path / "reports" / "metrics.json").read_text())
     assert set(metrics["test"]["per_class"]) == {"negative", "neutral", "positive"}
+    # the base is the sample's GPT-2 from random weights: asked for a label name it says none, and the fine-tune
+    # beats it with base_margin 0.0 as it stands in params.yaml
+    base = metrics["base"]
+    assert base["model"].endswith("gpt2-from-config") and base["accuracy"] < metrics["test"]["accuracy"]
+    assert 0 <= base["answered"] <= 1
+    samples = [json.loads(line) for line in (path / "reports" / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 150 and {"prompt", "expected", "generated", "base", "base_exact_match"} <= set(samples[0])
     assert sum(map(sum, metrics["test"]["confusion_matrix"])) == 150
     assert (path / "reports" / "evaluation.png").stat().st_size > 1000
     history = json.loads((path / "reports" / "train_history.json").read_text())
@@ -53,7 +61,8 @@ def test_repro_registers_a_champion_with_its_evidence(registered):
     assert (path / "models" / "candidate" / "model.safetensors").is_file()
     run = registered.registry().get_run(record["run_id"])
     assert run.data.tags["git_commit"] != "unknown" and "dvc.train.outs" in run.data.tags
-    assert "test_accuracy" in run.data.metrics
+    assert "test_accuracy" in run.data.metrics and "base_accuracy" in run.data.metrics
+    assert run.data.tags["base_model"] == base["model"]
 
     assert registered.ran(registered.dvc("repro")) == []  # nothing changed: nothing runs, nothing registered
     assert registered.versions() == ["1"]

@@ -1,17 +1,16 @@
 """Models beyond GPT-2, on real pretrained Llamas: stories260K (GGUF and Hub format) and SmolLM2-135M-Instruct's
-4-bit GGUF, loaded through model.name as the stages load them, adapted by LoRA, saved in Hub format, and one
-`dvc repro` with a Llama end to end."""
+4-bit GGUF, loaded through model.name as the stages load them, adapted by LoRA, saved in Hub format, and a
+conversation rendered alike in training and serving (`dvc repro` with a Llama: tests/pipeline/test_llama_pipeline.py,
+on the copy of stories260K the tests ship)."""
 
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import MODEL, ROOT, SMOLLM2_GGUF, STORIES, Project, use_generation_sample
+from tests.conftest import ROOT, SMOLLM2_GGUF, STORIES
 from tuneops.config.params import load_params
 from tuneops.models.loading import load_causal_lm, load_tokenizer, load_trained
 
@@ -71,33 +70,25 @@ def test_smollm2_from_its_4bit_gguf_saves_as_safetensors_and_loads_back_identica
     assert tokenizer.decode(after[0, -1].argmax()) == " Paris"  # shared/README: the pretrained model's answer
 
 
-@pytest.mark.slow
-def test_dvc_repro_fine_tunes_a_llama_and_registers_it_in_hub_format(project: Project, sample):
-    """task: generation on the sample with stories260K (Hub folder) as model.name, a few steps: trained, gated,
-    registered as safetensors in Hub format, and `tuneops predict` answers from the registered version."""
+@pytest.mark.parametrize("model", ["smollm2", "stories260k"])
+def test_a_conversation_renders_to_the_same_ids_in_training_and_serving(model, stories_tokenizer):
+    """SmolLM2's own ChatML template, and stories260K's Llama tokenizer (a BOS in front) with the declared one."""
+    import pandas as pd
 
-    def setup(p):
-        use_generation_sample(p, sample)
-        p["model"]["name"] = str(STORIES / "hub")
-        p["train"]["method"] = "lora"  # target_modules: auto, on a Llama
-        p["train"]["args"].update(max_steps=6, eval_strategy="steps", eval_steps=3, save_strategy="steps", save_steps=3)
+    from tests.unit.data.test_chat import TALK
+    from tuneops.data.chat import render, with_chat_template
+    from tuneops.data.splits import to_pairs
+    from tuneops.data.tokenization import encode_pairs
 
-    project.set_params(setup)
-    result = project.dvc("repro")
-    assert project.ran(result) == ["ingest", "validate", "tokenize", "train", "evaluate", "register"]
-    candidate = project.path / "models" / "candidate"
-    config = json.loads((candidate / "config.json").read_text())
-    assert config["architectures"] == ["LlamaForCausalLM"] and "quantization_config" not in config
-    assert (candidate / "model.safetensors").is_file() and not list(candidate.glob("adapter_*"))  # LoRA merged
-    assert project.versions() == ["1"]
-
-    script = (  # in the project, as `tuneops predict` finds its registry (params.yaml's sqlite:///mlflow.db)
-        "import mlflow; mlflow.set_tracking_uri('sqlite:///mlflow.db'); "
-        f"print(mlflow.artifacts.download_artifacts(artifact_uri='models:/{MODEL}/1'))"
-    )
-    registered = Path(project.run(sys.executable, "-c", script).stdout.strip().splitlines()[-1])
-    assert list(registered.rglob("model.safetensors")) and not list(registered.rglob("*.gguf"))
-    prompt = "I love the concert tonight!\n\n###\n\n"
-    answer = project.run(sys.executable, "-m", "tuneops.cli", "predict", prompt, "--max-tokens", "3")
-    line = json.loads(answer.stdout.splitlines()[0])
-    assert line["text"] == prompt and line["finish_reason"] in {"stop", "length"}
+    gen = load_params(ROOT / "params.yaml").generation
+    if model == "smollm2":
+        tokenizer = load_tokenizer(str(SMOLLM2_GGUF))
+        assert tokenizer.chat_template and "<|im_start|>" in tokenizer.chat_template  # its own, kept
+    else:
+        tokenizer = with_chat_template(stories_tokenizer, gen.chat_template)
+    pairs = to_pairs(pd.DataFrame({"messages": [TALK]}), "chat.jsonl", gen, tokenizer)
+    columns, _ = encode_pairs(pairs, tokenizer, max_length=512)
+    served = tokenizer(render(tokenizer, TALK[:-1], add_generation_prompt=True))["input_ids"]
+    assert columns["input_ids"][0][: columns["prompt_length"][0]] == served
+    if model == "stories260k":  # one BOS, in front, though the pieces are tokenized apart
+        assert columns["input_ids"][0].count(tokenizer.bos_token_id) == 1 == columns["input_ids"][0][:1].count(1)

@@ -45,11 +45,20 @@ def command(
             help="generation: a sequence that ends a completion; repeat for several (default: the model's own)",
         ),
     ] = None,
+    chat: Annotated[
+        bool,
+        typer.Option(
+            "--chat",
+            help="generation: each text is a user's message, rendered with the chat template the model was trained "
+            "with (its tokenizer's), answered to the end of the assistant's turn",
+        ),
+    ] = False,
 ) -> None:
     """classify texts, or complete prompts, with the registered champion
 
     A classification model answers each text's label and class probabilities; a generation model completes each
-    text as a prompt (greedy by default), stopping at the stop sequences it was trained with."""
+    text as a prompt (greedy by default), stopping at the stop sequences it was trained with, or with --chat answers
+    each as a user's message through its chat template."""
     # start-up: torch, transformers and MLflow load only when a command needs a model
     from tuneops.inference.predict import complete, predict, read_texts, write_predictions
     from tuneops.models.loading import is_generator
@@ -64,7 +73,14 @@ def command(
         write_predictions(inputs, predict(model, tokenizer, inputs, batch_size), out)
         return
     stops, most = generation(params, model_version, stop, max_tokens)
-    write_predictions(inputs, complete(model, tokenizer, inputs, most, stops, temperature, batch_size), out)
+    prompts = inputs
+    if chat:  # as POST /v1/chat/completions asks: the model's template, its end of turn (not the completion stops)
+        from tuneops.data.chat import render, turn_end, with_chat_template  # start-up: only --chat renders chat
+
+        tokenizer = with_chat_template(tokenizer, params.generation.chat_template)
+        prompts = [render(tokenizer, [{"role": "user", "content": t}], add_generation_prompt=True) for t in inputs]
+        stops = [turn_end(tokenizer), *(stop or [])]
+    write_predictions(inputs, complete(model, tokenizer, prompts, most, stops, temperature, batch_size), out)
 
 
 def generation(

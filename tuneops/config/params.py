@@ -222,6 +222,9 @@ class EvaluateParams(Strict):
     min_improvement: float
     train_sample_size: int | None = Field(gt=0)
     batch_size: int = Field(gt=0)
+    # the candidate must beat the base model (model.name, zero-shot) on the primary metric by more than this
+    base_margin: float
+    samples_kept: int | None = Field(gt=0)  # lines of reports/samples.jsonl; None = every scored row
     generation: GenerationGate
 
     def primary(self, task: str) -> str:

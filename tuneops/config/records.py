@@ -120,12 +120,23 @@ class Gap(Record):
     loss: float  # test loss - train loss
 
 
+class BaseLabelScores(Record):
+    """The base model (model.name) zero-shot on the candidate's test rows: asked through its chat template to
+    answer with a label name; an answer that is no label name counts wrong."""
+
+    model: str  # model.name (and @revision), what the gate's beats_base names
+    accuracy: float
+    macro_f1: float  # over the label set: "no label" only ever lowers it
+    answered: float  # share of rows whose answer was a label name
+
+
 class Metrics(Record):
     """reports/metrics.json (`dvc metrics show`)."""
 
     test: SplitScores
     train: SplitScores
     gap: Gap
+    base: BaseLabelScores
 
 
 class GenerationScores(Record):
@@ -138,6 +149,13 @@ class GenerationScores(Record):
     exact_match: float | None = None  # share of completions generated exactly (stripped): accuracy for labels
     jaccard: float | None = None  # word-level Jaccard of generated and expected (Kaggle's span metric)
     generated: int = 0  # prompts generated for
+
+
+class BaseGenerationScores(GenerationScores):
+    """The base model (model.name) on the candidate's test split: teacher-forced on the same completions, and
+    generating for the same sampled prompts with the same decoding."""
+
+    model: str  # model.name (and @revision), what the gate's beats_base names
 
 
 class BaselineScores(Record):
@@ -155,10 +173,12 @@ class GenerationMetrics(Record):
     train: GenerationScores
     gap: Gap  # accuracy: train - test token accuracy; loss: test - train loss
     baselines: dict[str, BaselineScores]
+    base: BaseGenerationScores
 
 
 class GenerationSample(Record):
-    """One line of reports/samples.jsonl: a held-out prompt, its expected and its generated completion."""
+    """One line of reports/samples.jsonl: a held-out prompt, its expected answer, the candidate's (`generated`)
+    and the base model's (`base`), each scored against the expected one."""
 
     prompt: str
     expected: str
@@ -166,6 +186,9 @@ class GenerationSample(Record):
     finish_reason: str
     exact_match: bool
     jaccard: float
+    base: str
+    base_exact_match: bool
+    base_jaccard: float
 
 
 class GateCheck(Record):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -14,8 +15,12 @@ from tuneops.config.errors import UserError
 from tuneops.config.params import DataParams, GenerationParams, template_fields
 from tuneops.config.paths import MANIFEST_PATH, SPLITS, split_path
 from tuneops.config.records import Manifest, SplitManifest
-from tuneops.data.templates import chat_pair, render
+from tuneops.data.chat import chat_example
+from tuneops.data.templates import render
 from tuneops.io.files import sha256_file, staged_dir, write_json
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 log = logging.getLogger("tuneops.splits")
 
@@ -69,14 +74,16 @@ def _row_label(origin: str, index: int) -> str:
     return f"{origin}: {kind} {index + 1}"  # blank JSONL lines are skipped, so a line is the n-th record
 
 
-def _chat_pairs(df: pd.DataFrame, origin: str, gen: GenerationParams) -> pd.DataFrame:
+def _chat_pairs(df: pd.DataFrame, origin: str, tokenizer: PreTrainedTokenizerBase) -> pd.DataFrame:
     rows = []
     for i, messages in enumerate(df["messages"]):
         try:
-            rows.append(chat_pair(messages, gen.chat_template))
+            example = chat_example(tokenizer, messages)
         except ValueError as exc:
             raise UserError(f"{_row_label(origin, i)}: field 'messages': {exc}") from None
-    return pd.DataFrame(rows, columns=["prompt", "completion", "source_text"])
+        spans = [list(span) for span in example.prompt_spans]
+        rows.append((example.prompt, example.completion, example.user_text, spans, example.completion_weight))
+    return pd.DataFrame(rows, columns=[*PAIR_COLUMNS, "prompt_spans", "completion_weight"])
 
 
 def _templated_pairs(df: pd.DataFrame, origin: str, gen: GenerationParams) -> pd.DataFrame:
@@ -103,15 +110,28 @@ def _templated_pairs(df: pd.DataFrame, origin: str, gen: GenerationParams) -> pd
     )
 
 
-def to_pairs(df: pd.DataFrame, origin: str, gen: GenerationParams) -> pd.DataFrame:
-    """A source's rows as prompt/completion pairs: chat JSONL flattened, other sources through the templates.
+PAIR_COLUMNS = ["prompt", "completion", "source_text"]
 
-    `source_text` is the prompt template's first field (the user's message, for chat): what the copy baseline
-    of evaluate answers with.
+
+def to_pairs(
+    df: pd.DataFrame, origin: str, gen: GenerationParams, tokenizer: PreTrainedTokenizerBase | None = None
+) -> pd.DataFrame:
+    """A source's rows as prompt/completion pairs: chat JSONL rendered with the model's chat template
+    (tuneops.data.chat; `tokenizer` carries it), other sources through the templates.
+
+    `source_text` is the prompt template's first field (the user's last message, for chat): what the copy
+    baseline of evaluate answers with. Every pair also has `prompt_spans`, the character spans of its prompt that
+    train too (a conversation's earlier assistant replies), and `completion_weight` (0: a last reply with
+    `weight: 0`, learned from as context only).
     """
     df = df.reset_index(drop=True)
-    pairs = _chat_pairs(df, origin, gen) if "messages" in df.columns else _templated_pairs(df, origin, gen)
-    return pairs.astype("string")
+    if "messages" not in df.columns:
+        pairs = _templated_pairs(df, origin, gen).astype("string")
+        return pairs.assign(prompt_spans=[[] for _ in range(len(pairs))], completion_weight=1.0)
+    if tokenizer is None:
+        raise ValueError("chat data needs the model's tokenizer (its chat template) to render it")
+    pairs = _chat_pairs(df, origin, tokenizer)
+    return pairs.astype({name: "string" for name in PAIR_COLUMNS})
 
 
 def text_key(text: pd.Series) -> pd.Series:

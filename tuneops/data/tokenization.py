@@ -5,6 +5,7 @@ Pads nothing: the collator pads each batch to its longest member (the seed padde
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 
+log = logging.getLogger("tuneops.tokenize")
 Columns = dict[str, list[list[int]] | list[int]]  # a split's token columns: input_ids, label / prompt_length
 
 
@@ -64,20 +66,59 @@ def load_processed(processed_dir: Path) -> DatasetDict:
 
 
 def encode_pairs(df: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, max_length: int) -> tuple[Columns, LengthStats]:
-    """prompt + completion + eos as one sequence of ids, where the completion starts (`prompt_length`), and the
-    pair's texts.
+    """prompt + completion (+ eos) as one sequence of ids, where the completion starts (`prompt_length`), the
+    token spans that train (`loss_spans`: the completion, and a conversation's earlier assistant replies), and
+    the pair's texts.
 
-    Prompt and completion are tokenized apart, so the boundary is exact (a completion starts with its own
-    space, as prepare-data recommends). A pair longer than max_length is dropped, not cut: a cut completion would
-    teach the model to stop mid-answer, a cut prompt to answer a question it did not see. The stats count them.
+    The prompt's ids are exactly what serving gets when it tokenizes the same prompt (a test checks); the
+    completion's are the whole text's from there on, as the model would write them. Where the whole text's
+    tokens do not start with the prompt's (a token across the boundary) the completion is tokenized on its own,
+    and the rows are counted in the log. eos ends a completion unless it holds eos already (ChatML's end of turn,
+    <|im_end|>, is SmolLM2's eos). A pair longer than max_length is dropped, not cut: a cut completion would teach
+    the model to stop mid-answer, a cut prompt to answer a question it did not see. The stats count them.
     """
-    prompts = tokenizer(df["prompt"].tolist())["input_ids"]
-    completions = tokenizer(df["completion"].tolist())["input_ids"]
-    ids = [p + c + [tokenizer.eos_token_id] for p, c in zip(prompts, completions, strict=True)]
+    rows = df.to_dict("records")
+    prompts = tokenizer([r["prompt"] for r in rows], return_offsets_mapping=True)
+    wholes = tokenizer([r["prompt"] + r["completion"] for r in rows])["input_ids"]
+    ids, prompt_lengths, loss_spans, merged = [], [], [], 0
+    for k, row in enumerate(rows):
+        prompt, whole = prompts["input_ids"][k], wholes[k]
+        if whole[: len(prompt)] != prompt:
+            merged += 1
+            whole = prompt + tokenizer(row["completion"], add_special_tokens=False)["input_ids"]
+        if tokenizer.eos_token_id not in whole[len(prompt) :]:
+            whole = [*whole, tokenizer.eos_token_id]
+        spans = token_spans(prompts["offset_mapping"][k], _spans(row))
+        if float(row.get("completion_weight", 1.0)) > 0:
+            spans.append([len(prompt), len(whole)])
+        ids.append(whole)
+        prompt_lengths.append(len(prompt))
+        loss_spans.append(spans)
+    if merged:
+        log.warning("%d pair(s) have a token across the prompt/completion boundary: completion tokenized alone", merged)
     stats = length_stats(np.array([len(x) for x in ids]), max_length)
     fits = [i for i, x in enumerate(ids) if len(x) <= max_length]
-    columns = {"input_ids": [ids[i] for i in fits], "prompt_length": [len(prompts[i]) for i in fits]}
+    columns = {
+        "input_ids": [ids[i] for i in fits],
+        "prompt_length": [prompt_lengths[i] for i in fits],
+        "loss_spans": [loss_spans[i] for i in fits],
+    }
     # the texts too: evaluate generates for these prompts and compares with these completions
     for name in ("prompt", "completion", "source_text"):
         columns[name] = [df[name].iloc[i] for i in fits]
     return columns, stats
+
+
+def token_spans(offsets: list[tuple[int, int]], char_spans: list[list[int]]) -> list[list[int]]:
+    """Character spans as spans of the tokens that start inside them (special tokens, at (0, 0), never do)."""
+    spans = []
+    for start, end in char_spans:
+        inside = [t for t, (a, b) in enumerate(offsets) if start <= a < end and b > a]
+        if inside:
+            spans.append([inside[0], inside[-1] + 1])
+    return spans
+
+
+def _spans(row: dict[str, object]) -> list[list[int]]:
+    spans = row.get("prompt_spans")
+    return [] if spans is None else [[int(s), int(e)] for s, e in spans]

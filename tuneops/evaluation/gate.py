@@ -1,7 +1,8 @@
 """The promotion gate, as a pure function: metrics and the champion's record in, a verdict out.
 
-A quality floor, an overfitting limit, and champion/challenger. The champion is looked up by the caller
-(evaluate asks the registry), so the decision itself is testable with numbers alone.
+A quality floor, an overfitting limit, beating the base model the candidate was fine-tuned from, and
+champion/challenger. The base is scored and the champion looked up by the caller (evaluate runs the base and asks
+the registry), so the decision itself is testable with numbers alone.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import math
 
 from tuneops.config.params import EvaluateParams
 from tuneops.config.records import (
+    BaseGenerationScores,
+    BaseLabelScores,
     Champion,
     GateCheck,
     GateVerdict,
@@ -24,6 +27,8 @@ def check(name: str, observed: float | None, threshold: float | None, passed: bo
     # A comparison with NaN is False either way round: fail a non-finite value by name, never by accident.
     if observed is not None and not math.isfinite(observed):
         passed, detail = False, f"{observed} is not a number the gate can compare; {detail}".rstrip("; ")
+    elif threshold is not None and not math.isfinite(threshold):
+        passed, detail = False, f"threshold {threshold} is not a number the gate can compare; {detail}".rstrip("; ")
     return GateCheck(check=name, observed=observed, threshold=threshold, passed=bool(passed), detail=detail)
 
 
@@ -42,6 +47,19 @@ def beats_champion(
     return check("beats_champion", ours, needed, needed is None or ours >= needed, f"{rule}: {who}")
 
 
+def beats_base(
+    test: SplitScores | GenerationScores, base: BaseLabelScores | BaseGenerationScores, params: EvaluateParams
+) -> GateCheck:
+    """The candidate against the model it was fine-tuned from, zero-shot on the same test rows: strictly more
+    than the base's primary metric + base_margin (a tie is no reason to serve a fine-tune)."""
+    metric = params.primary("generation" if isinstance(test, GenerationScores) else "classification")
+    ours, theirs = getattr(test, metric), getattr(base, metric)
+    needed = None if theirs is None else theirs + params.base_margin
+    scored = "no recorded value" if theirs is None else f"{theirs:.4f}"
+    detail = f"test {metric} vs the base model {base.model} zero-shot ({scored}) + base_margin {params.base_margin}"
+    return check("beats_base", ours, needed, ours is not None and needed is not None and ours > needed, detail)
+
+
 def gate(metrics: Metrics, params: EvaluateParams, champion: Champion | None) -> GateVerdict:
     test, gap = metrics.test, metrics.gap
     checks = [
@@ -55,6 +73,7 @@ def gate(metrics: Metrics, params: EvaluateParams, champion: Champion | None) ->
             "train accuracy - test accuracy",
         ),
         check("max_loss_gap", gap.loss, params.max_loss_gap, gap.loss <= params.max_loss_gap, "test loss - train loss"),
+        beats_base(test, metrics.base, params),
         beats_champion(test, champion, params),
     ]
     return GateVerdict(verdict="passed" if all(c.passed for c in checks) else "failed", checks=checks)
@@ -62,7 +81,7 @@ def gate(metrics: Metrics, params: EvaluateParams, champion: Champion | None) ->
 
 def gate_generation(metrics: GenerationMetrics, params: EvaluateParams, champion: Champion | None) -> GateVerdict:
     """A generation candidate: a floor on its generated completions' metric, the loss gap (test - train, on
-    completion tokens), beating every trivial baseline, and beating the champion."""
+    completion tokens), beating every trivial baseline, the base model, and the champion."""
     g = params.generation
     metric, test = g.primary_metric, metrics.test
     ours = getattr(test, metric)
@@ -79,6 +98,7 @@ def gate_generation(metrics: GenerationMetrics, params: EvaluateParams, champion
             ours is not None and ours > theirs + g.baseline_margin,
             f"the best trivial answer, {best} ({theirs:.4f}), + baseline_margin {g.baseline_margin}",
         ),
+        beats_base(test, metrics.base, params),
         beats_champion(test, champion, params),
     ]
     return GateVerdict(verdict="passed" if all(c.passed for c in checks) else "failed", checks=checks)

@@ -102,8 +102,12 @@ def perplexity(loss: float) -> float:
 
 
 def samples(
-    prompts: Sequence[str], expected: Sequence[str], completions: Sequence[Generated]
+    prompts: Sequence[str],
+    expected: Sequence[str],
+    completions: Sequence[Generated],
+    base: Sequence[Generated],
 ) -> list[GenerationSample]:
+    """reports/samples.jsonl's rows: each prompt with its expected answer, the candidate's and the base's."""
     return [
         GenerationSample(
             prompt=p,
@@ -112,6 +116,9 @@ def samples(
             finish_reason=c.finish_reason,
             exact_match=exact(e, c.text),
             jaccard=round(jaccard(e, c.text), 5),
+            base=b.text.strip(),
+            base_exact_match=exact(e, b.text),
+            base_jaccard=round(jaccard(e, b.text), 5),
         )
-        for p, e, c in zip(prompts, expected, completions, strict=True)
+        for p, e, c, b in zip(prompts, expected, completions, base, strict=True)
     ]

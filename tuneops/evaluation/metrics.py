@@ -103,8 +103,8 @@ def plot_confusion(matrix: list[list[int]], names: list[str], png_path: Path) ->
 
 
 def plot_scores(shown: list[GenerationSample], metrics: GenerationMetrics, metric: str, png_path: Path) -> None:
-    """How close each generated completion came (word-level Jaccard), with the mean and the trivial baselines
-    marked: a glance tells a model that copies or repeats one answer from one that extracts."""
+    """How close each generated completion came (word-level Jaccard), with the mean, the base model's and the
+    trivial baselines marked: a glance tells a model that copies or repeats one answer from one that extracts."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -113,6 +113,8 @@ def plot_scores(shown: list[GenerationSample], metrics: GenerationMetrics, metri
     fig, ax = plt.subplots(figsize=(6, 3.6))
     ax.hist([s.jaccard for s in shown], bins=20, range=(0, 1), color="#4c72b0")
     ax.axvline(metrics.test.jaccard or 0.0, color="black", label=f"candidate {metrics.test.jaccard or 0:.3f}")
+    base = metrics.base.jaccard or 0.0
+    ax.axvline(base, color="#55a868", linestyle="--", label=f"base {Path(metrics.base.model).name} {base:.3f}")
     styles = iter(["--", ":", "-."])
     for name, base in metrics.baselines.items():
         ax.axvline(base.jaccard, color="#c44e52", linestyle=next(styles, "--"), label=f"{name} {base.jaccard:.3f}")

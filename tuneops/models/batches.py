@@ -46,10 +46,11 @@ def pad_right(
 class CompletionCollator:
     """Batches of prompt+completion+eos token ids for causal-LM fine-tuning, masked by position.
 
-    `labels` are the completion's tokens and its eos (the prompt and the padding are -100: no loss there). With
-    `prompt_loss_weight` > 0 the batch also carries `loss_weights` (the prompt's tokens weighted by it, the
-    completion's by 1), which training.CompletionTrainer applies; the labels stay completion-only, so token
-    accuracy always measures completions.
+    `labels` are the tokens of each row's `loss_spans` (its completion and eos, and a conversation's earlier
+    assistant replies; without spans, everything from `prompt_length` on): the rest of the prompt and the padding
+    are -100, no loss there. With `prompt_loss_weight` > 0 the batch also carries `loss_weights` (the other prompt
+    tokens weighted by it, the trained ones by 1), which training.CompletionTrainer applies; the labels stay the
+    trained tokens only, so token accuracy always measures what the model is taught to write.
     """
 
     def __init__(self, pad_id: int, prompt_loss_weight: float = 0.0, pad_to_multiple_of: int | None = None) -> None:
@@ -60,15 +61,21 @@ class CompletionCollator:
         ids, mask = pad_right(seqs, self.pad_id, self.multiple)
         labels = torch.full_like(ids, -100)
         for i, row in enumerate(rows):
-            start, end = row["prompt_length"], len(row["input_ids"])
-            labels[i, start:end] = ids[i, start:end]
+            for start, end in trained_spans(row):
+                labels[i, start:end] = ids[i, start:end]
         batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
         if self.prompt_loss_weight > 0:
-            weights = mask.float()
-            for i, row in enumerate(rows):
-                weights[i, : row["prompt_length"]] *= self.prompt_loss_weight
+            weights = mask.float() * self.prompt_loss_weight
+            weights[labels != -100] = 1.0
             batch["loss_weights"] = weights
         return batch
+
+
+def trained_spans(row: dict[str, list[int] | int]) -> list[tuple[int, int]]:
+    """The token spans of a row that train: its `loss_spans`, else everything from `prompt_length` on."""
+    if "loss_spans" in row:
+        return [(int(start), int(end)) for start, end in row["loss_spans"]]
+    return [(int(row["prompt_length"]), len(row["input_ids"]))]
 
 
 def left_pad(

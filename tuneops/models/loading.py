@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from tuneops.config.errors import TransientError, UserError
+from tuneops.data.chat import with_chat_template
 from tuneops.io import hub
 from tuneops.models.batches import PAD_TO_MULTIPLE_OF, length_sorted_batches
 from tuneops.models.hardware import native_bf16
@@ -27,6 +28,8 @@ from tuneops.models.quirks import configure_padding, fuse_gelu, gguf_pad_id, set
 if TYPE_CHECKING:
     from gguf import GGUFReader
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from tuneops.config.params import ChatTemplate
 
 
 log = logging.getLogger("tuneops.modeling")
@@ -174,6 +177,11 @@ def load_tokenizer(name: str, revision: str | None = None) -> PreTrainedTokenize
     return set_pad_token(tokenizer)
 
 
+def load_chat_tokenizer(name: str, revision: str | None, declared: ChatTemplate) -> PreTrainedTokenizerBase:
+    """The tokenizer with a chat template: the model's own, else the one params declare (tuneops.data.chat)."""
+    return with_chat_template(load_tokenizer(name, revision), declared)
+
+
 def max_positions(name: str, revision: str | None = None) -> int | None:
     """How many token positions the model has (GPT-2: n_positions), or None where its config does not say."""
     from transformers import AutoConfig
@@ -261,6 +269,14 @@ def load_causal_lm(name: str, tokenizer: PreTrainedTokenizerBase, revision: str 
     model = _load_model(AutoModelForCausalLM, name, revision=revision)
     model.generation_config.pad_token_id = tokenizer.pad_token_id  # generate() warns on every call otherwise
     return configure_padding(model, tokenizer)
+
+
+def load_base(name: str, revision: str | None = None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The model a fine-tune starts from (model.name: a Hub id, a folder or a .gguf) as a causal LM ready to
+    generate, with its tokenizer: loaded as training loads it (the same quirks), then as inference does. evaluate
+    scores it zero-shot beside the candidate."""
+    tokenizer = load_tokenizer(name, revision)
+    return for_inference(load_causal_lm(name, tokenizer, revision), tokenizer), tokenizer
 
 
 def for_inference(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:

@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 
 from tuneops.config.params import tracking_uri
 from tuneops.config.runner import redact
+from tuneops.data.chat import with_chat_template
 from tuneops.models.loading import is_generator
 from tuneops.registry.store import alias_version, load_registered, model_uri, no_such_model_or_alias, tagged_generation
 
@@ -338,7 +339,11 @@ class MlflowRegistry:
         model, tokenizer = load_registered(register, int(version))
         info = ModelInfo(name=name, version=version, alias=None, model_uri=model_uri(register, int(version)))
         log.info("loaded %s", info.model_uri)
-        return Served(model, tokenizer, info, self._generation(found.tags or {}))
+        generation = self._generation(found.tags or {})
+        if generation is not None and generation.chat_template is not None and is_generator(model):
+            # a version saved before tokenizers carried their template: the one its tags say it was trained with
+            tokenizer = with_chat_template(tokenizer, generation.chat_template)
+        return Served(model, tokenizer, info, generation)
 
     def _generation(self, tags: dict[str, str]) -> GenerationSettings | None:
         found = tagged_generation(tags)

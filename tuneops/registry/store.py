@@ -133,8 +133,9 @@ def flat(prefix: str, value: JsonValue) -> dict[str, JsonValue]:
 
 
 def metric_numbers(metrics: Metrics | GenerationMetrics) -> dict[str, float]:
-    """Every number of the test/train/gap scores but the confusion matrix, under MLflow's names (`test_accuracy`,
-    `test_per_class_positive_f1`, ...): the registration record, the run and the champion lookup share them."""
+    """Every number of the test/train/gap scores, the baselines and the base model's but the confusion matrix,
+    under MLflow's names (`test_accuracy`, `test_per_class_positive_f1`, `base_accuracy`, ...): the registration
+    record, the run and the champion lookup share them."""
     return {
         k.replace(".", "_"): float(v)
         for k, v in flat("", metrics.model_dump(mode="json")).items()

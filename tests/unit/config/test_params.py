@@ -57,6 +57,7 @@ def test_repository_params_load_with_the_seed_defaults():
     assert params.data.labels == ["negative", "neutral", "positive"]
     assert (params.data.max_train_samples, params.data.max_eval_samples, params.data.seed) == (1000, 1000, 42)
     assert params.train.args.learning_rate == 5.0e-5
+    assert (params.evaluate.base_margin, params.evaluate.samples_kept) == (0.0, 200)
 
 
 def test_unknown_key_names_the_key():
@@ -115,8 +116,21 @@ def test_broken_yaml_is_one_line(tmp_path):
         (lambda r: r["data"].update(seed=-1), r"data\.seed: .*greater than or equal to 0"),
         (lambda r: r["train"]["args"].update(seed=-1), r"train\.args\.seed: .*greater than or equal to 0"),
         (lambda r: r["data"].update(labels=["neg", "pos", "Neg"]), r"data\.labels: each label once .*\['neg'\]"),
+        (lambda r: r["evaluate"].update(samples_kept=0), r"evaluate\.samples_kept: .*greater than 0"),
+        (lambda r: r["evaluate"].update(base_margin=float("nan")), r"evaluate\.base_margin: .*finite"),
+        (lambda r: r["evaluate"].pop("base_margin"), r"evaluate\.base_margin: missing"),
     ],
-    ids=["infinite learning rate", "unknown optim", "unknown scheduler", "data seed", "train seed", "dup labels"],
+    ids=[
+        "infinite learning rate",
+        "unknown optim",
+        "unknown scheduler",
+        "data seed",
+        "train seed",
+        "dup labels",
+        "no samples kept",
+        "NaN base margin",
+        "no base margin",
+    ],
 )
 def test_values_that_would_fail_late_fail_at_load_naming_the_key(edit, message):
     with pytest.raises(UserError, match=message) as info:

@@ -26,15 +26,22 @@ def test_pairs_from_columns_through_templates():
         "prompt": "so happy | positive ->",
         "completion": " happy\n",
         "source_text": "so happy",
+        "prompt_spans": [],
+        "completion_weight": 1.0,
     }
 
 
-def test_chat_jsonl_rows_become_pairs_and_a_bad_one_names_its_line():
+def test_chat_jsonl_rows_become_pairs_and_a_bad_one_names_its_line(tokenizer):
+    import copy
+
+    from tuneops.data.chat import with_chat_template
+
+    declared = with_chat_template(copy.deepcopy(tokenizer), gen_params().chat_template)
     good = [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]
-    pairs = to_pairs(pd.DataFrame({"messages": [good]}), "chat.jsonl", gen_params())
-    assert pairs.iloc[0]["completion"] == " 4\n"
+    pairs = to_pairs(pd.DataFrame({"messages": [good]}), "chat.jsonl", gen_params(), declared)
+    assert pairs.iloc[0][["prompt", "completion", "source_text"]].tolist() == ["User: 2+2?\nAssistant:", " 4\n", "2+2?"]
     with pytest.raises(UserError, match=r"chat.jsonl: line 2: field 'messages': .*last message"):
-        to_pairs(pd.DataFrame({"messages": [good, good[:1]]}), "chat.jsonl", gen_params())
+        to_pairs(pd.DataFrame({"messages": [good, good[:1]]}), "chat.jsonl", gen_params(), declared)
 
 
 def test_a_missing_column_says_which_template_to_set_and_a_missing_value_its_row():

@@ -1,16 +1,19 @@
 """POST /v1/chat/completions, OpenAI's Chat Completions for a generation model: the messages rendered with the
-version's chat template, the answer cut at the template's end of turn, whole or streamed as server-sent events."""
+chat template its registered tokenizer carries (the one it was trained with: tuneops.data.chat), the answer cut
+at the template's end of turn, whole or streamed as server-sent events."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 from fastapi import APIRouter, Request, Response
 from fastapi.sse import EventSourceResponse
 
-from tuneops.data.templates import chat_prompt
+from tuneops.data.chat import render, turn_end
+from tuneops.data.templates import check_messages
 from tuneops.inference.batching import Event, Failed, InferenceRequest, TextDelta
 from tuneops.inference.generation import Completion as Generated
 from tuneops.serve.errors import APIError
@@ -60,14 +63,18 @@ async def chat_completions(
     if not served.generates:
         message = f"`{body.model}` is a classification model, not a chat model: use POST /v1/completions"
         raise APIError(404, message, param="model", code="model_not_supported")
-    if served.generation is None or served.generation.chat_template is None:
+    if not served.tokenizer.chat_template:
         raise APIError(400, f"`{body.model}` has no chat template", param="model", code="model_not_supported")
     try:
-        prompt, turn_end = chat_prompt(messages(body), served.generation.chat_template)
+        prompt = render(served.tokenizer, check_messages(messages(body)), add_generation_prompt=True)
+        end = turn_end(served.tokenizer)
     except ValueError as exc:
         raise APIError(400, str(exc), param="messages", code="invalid_value") from None
     n = body.n or 1
-    params = body.to_sampling_params(served.generation, turn_end)
+    # a reply runs to the template's end of turn: the version's stop sequences are for completions ("\n" would
+    # cut a ChatML reply at its first line)
+    defaults = replace(served.generation, stop=[]) if served.generation is not None else None
+    params = body.to_sampling_params(defaults, [end] if end else [])
     inference = InferenceRequest(served, [prompt] * n, params, asyncio.get_running_loop(), stream=bool(body.stream))
     first = await submit(request, inference, "messages")
     response.headers[VERSION_HEADER] = served.info.version
