@@ -65,7 +65,15 @@ from tuneops.data.chat import with_chat_template
 from tuneops.data.splits import LABEL_LIKE  # completions that are labels: a confusion plot fits
 from tuneops.data.tokenization import load_processed
 from tuneops.evaluation.gate import gate, gate_generation
-from tuneops.evaluation.lm_scoring import answer, baselines, perplexity, samples, teacher_forced, text_scores
+from tuneops.evaluation.lm_scoring import (
+    answer,
+    answer_stops,
+    baselines,
+    perplexity,
+    samples,
+    teacher_forced,
+    text_scores,
+)
 from tuneops.evaluation.metrics import confusion_rows, gap, plot_confusion, plot_scores, score
 from tuneops.evaluation.zero_shot import answer_stop, answer_tokens, label_prompts, label_scores, read_label
 from tuneops.inference.generation import Completion, generate
@@ -115,16 +123,19 @@ def base_name(params: Params) -> str:
 
 
 def complete(
-    params: Params, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str]
+    params: Params,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    stop: Sequence[str],
 ) -> list[Completion]:
     """The one decoding candidate and base are both scored with: greedy, up to a stop sequence or max_new_tokens."""
-    gen = params.generation
     return generate(
         model,
         tokenizer,
         prompts,
-        max_new_tokens=gen.max_new_tokens,
-        stop=gen.stop,
+        max_new_tokens=params.generation.max_new_tokens,
+        stop=stop,
         batch_size=params.evaluate.batch_size,
     )
 
@@ -199,7 +210,7 @@ def base_labels(
 def score_generation(
     params: Params, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, splits: Splits
 ) -> tuple[GenerationMetrics, list[GenerationSample]]:
-    ev, gen = params.evaluate, params.generation
+    ev = params.evaluate
     scores: dict[str, GenerationScores] = {}
     for name, split in splits.items():
         loss, accuracy = teacher_forced(model, tokenizer, split, ev.batch_size)
@@ -208,14 +219,15 @@ def score_generation(
     test = splits["test"]
     if ev.generation.sample_size and ev.generation.sample_size < len(test):
         test = test.shuffle(seed=params.data.seed).select(range(ev.generation.sample_size))
-    prompts, expected = list(test["prompt"]), [answer(c, gen.stop) for c in test["completion"]]
-    completions = complete(params, model, tokenizer, prompts)
+    stop = answer_stops(params.generation.stop, tokenizer)
+    prompts, expected = list(test["prompt"]), [answer(c, stop) for c in test["completion"]]
+    completions = complete(params, model, tokenizer, prompts, stop)
     generated = text_scores(expected, [c.text for c in completions])
     scores["test"] = scores["test"].model_copy(
         update={"exact_match": generated.exact_match, "jaccard": generated.jaccard, "generated": len(test)}
     )
-    base, base_completions = base_generation(params, splits["test"], prompts, expected)
-    train_answers = [answer(c, gen.stop) for c in splits["train"]["completion"]]
+    base, base_completions = base_generation(params, splits["test"], prompts, expected, stop)
+    train_answers = [answer(c, stop) for c in splits["train"]["completion"]]
     metrics = GenerationMetrics(
         test=scores["test"],
         train=scores["train"],
@@ -243,14 +255,14 @@ def score_generation(
 
 
 def base_generation(
-    params: Params, test: Dataset, prompts: Sequence[str], expected: Sequence[str]
+    params: Params, test: Dataset, prompts: Sequence[str], expected: Sequence[str], stop: Sequence[str]
 ) -> tuple[BaseGenerationScores, list[Completion]]:
     """The base model on what the candidate was scored on: teacher-forced on the whole test split (the same
-    token ids: tokenize used model.name's tokenizer), and generating for the same sampled prompts. Chat prompts
-    are rendered text already, so the base reads exactly what the candidate read."""
+    token ids: tokenize used model.name's tokenizer), and generating for the same sampled prompts with the same
+    stops. Chat prompts are rendered text already, so the base reads exactly what the candidate read."""
     base, tokenizer = load_base(params.model.name, params.model.revision)
     loss, accuracy = teacher_forced(base, tokenizer, test, params.evaluate.batch_size)
-    completions = complete(params, base, tokenizer, prompts)
+    completions = complete(params, base, tokenizer, prompts, stop)
     generated = text_scores(expected, [c.text for c in completions])
     scores = BaseGenerationScores(
         model=base_name(params),

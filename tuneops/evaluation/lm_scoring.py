@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from tuneops.config.records import BaselineScores, GenerationSample
+from tuneops.data.chat import turn_end
 from tuneops.models.batches import PAD_TO_MULTIPLE_OF, CompletionCollator, length_sorted_batches
 from tuneops.quality.measures import common_suffix
 
@@ -43,6 +44,14 @@ def jaccard(expected: str, generated: str) -> float:
 
 def exact(expected: str, generated: str) -> bool:
     return expected.strip() == generated.strip()
+
+
+def answer_stops(stop: Sequence[str], tokenizer: PreTrainedTokenizerBase) -> list[str]:
+    """Where an answer ends: generation.stop, and the end of an assistant turn of the candidate's chat template
+    (its tokenizer carries the one it was trained with). A ChatML completion is "positive<|im_end|>\n": the answer
+    is "positive", as the model, which stops at eos = <|im_end|>, writes it."""
+    end = turn_end(tokenizer) if tokenizer.chat_template else ""
+    return list(dict.fromkeys([*stop, *([end] if end else [])]))
 
 
 def answer(completion: str, stop: Sequence[str]) -> str:
