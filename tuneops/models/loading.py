@@ -138,6 +138,8 @@ def _from_gguf(loader: type, path: Path, revision: str | None = None, **kwargs: 
     """A tokenizer, config or model from a local .gguf (a file has no revision), or one line saying why not."""
     from transformers import __version__
 
+    if revision is not None:  # once a process would do; it is a line per load, where a user pinned one by mistake
+        log.warning("model.revision %r is ignored: %s is a local file, which has no revisions", revision, path.name)
     header = read_gguf(path)
     try:
         return loader.from_pretrained(str(path.parent), gguf_file=path.name, **kwargs)

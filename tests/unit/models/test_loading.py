@@ -173,3 +173,13 @@ def test_a_model_from_a_gguf_is_a_plain_float32_model_and_says_what_it_was(caplo
     assert model.config.pad_token_id == tokenizer.eos_token_id == 2  # no pad of its own: eos, as for GPT-2
     model.save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").is_file()
+
+
+def test_a_revision_pinned_for_a_local_gguf_is_said_to_be_ignored(tmp_path, caplog):
+    from tuneops.config.errors import UserError
+    from tuneops.models.loading import load_tokenizer
+
+    write_gguf(tmp_path / "bert.gguf", "bert", {"w": np.zeros((2, 2), np.float32)})
+    with caplog.at_level("WARNING", logger="tuneops.modeling"), pytest.raises(UserError):
+        load_tokenizer(str(tmp_path / "bert.gguf"), revision="v1")
+    assert "model.revision 'v1' is ignored: bert.gguf is a local file" in caplog.text
