@@ -8,7 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.shared)
         if item.get_closest_marker("shared") and not have_shared:
             item.add_marker(pytest.mark.skip(reason=f"real data not found at {SHARED} (see shared/README.md)"))
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_tracking_uri() -> Iterator[None]:
+    """mlflow.set_tracking_uri (the registry loader calls it) also sets MLFLOW_TRACKING_URI, which every later
+    test and subprocess would then use instead of its own store: drop it after each test (a pipeline test that
+    served its project's registry in-process once made a later test's fresh registry have a champion)."""
+    yield
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
 def free_port() -> int:

@@ -4,7 +4,6 @@ a classifier and one of a generation model, each the sample's tiny GPT-2, regist
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,14 +57,6 @@ def register_generator(sample: Sample, tokenizer: Any, dest: Path, name: str) ->
     tokenizer.save_pretrained(dest)
     with mlflow.start_run():
         return str(log_model(dest, name).registered_model_version)
-
-
-@pytest.fixture(autouse=True)
-def no_leaked_tracking_uri() -> Iterator[None]:
-    """mlflow.set_tracking_uri (the registry loader calls it) also sets MLFLOW_TRACKING_URI, which every later
-    test and subprocess would then use instead of its own store: drop it after each test."""
-    yield
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
 @pytest.fixture(scope="session")
