@@ -32,10 +32,9 @@ from tuneops.config.params import Params, load_params
 from tuneops.config.paths import CANDIDATE_DIR, CHECKPOINT_DIR, PROCESSED_DIR, TRAIN_HISTORY_PATH
 from tuneops.config.records import EpochRow
 from tuneops.config.runner import run_main, stage_parser
-from tuneops.data.chat import with_chat_template
 from tuneops.data.tokenization import load_processed
 from tuneops.io.files import said_when_disk_full, write_json
-from tuneops.models.loading import load_tokenizer
+from tuneops.models.loading import load_chat_tokenizer, load_tokenizer
 from tuneops.training.checkpoints import FINGERPRINT, CheckpointMarker, fingerprint, prepare_checkpoints_once
 from tuneops.training.launch import recorded, torchrun, wants_torchrun
 from tuneops.training.trainer import build_model, build_trainer, epoch_history, mlflow_env, save_candidate
@@ -52,9 +51,13 @@ def train(
 ) -> list[EpochRow]:
     datasets = load_processed(processed_dir)
     generator = params.task == "generation"
-    tokenizer = load_tokenizer(params.model.name, params.model.revision)
-    if generator:  # saved with the model: the chat template it was trained with travels with it to every server
-        tokenizer = with_chat_template(tokenizer, params.generation.chat_template)
+    model = params.model
+    # generation: saved with the model, the chat template it was trained with travels with it to every server
+    tokenizer = (
+        load_chat_tokenizer(model.name, model.revision, params.generation.chat_template)
+        if generator
+        else load_tokenizer(model.name, model.revision)
+    )
     net = build_model(params.model, params.train, params.data.labels, tokenizer, generator)
     # the params dvc.yaml gives this stage that shape training (the data itself is in processed_dir)
     shaping = {
