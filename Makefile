@@ -18,7 +18,7 @@ test:  ## the fast layer (under 8 min on 2 cores): every unit test, one end-to-e
 	.venv/bin/python -m pytest -m "not slow or smoke"
 
 test-all:  ## the whole suite: DVC, Prefect, training and serving end to end (tests/shared/ too when ../shared is there)
-	.venv/bin/python -m pytest
+	.venv/bin/python -m pytest --durations=20
 
 lint:
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .

@@ -97,10 +97,11 @@ def make_workspace(root: Path, workspace: Path, spec: JobSpec) -> None:
     store = FileStore(root, track=False)
     data = staging / JOB_DATA_DIR
     data.mkdir(parents=True)
-    shutil.copy2(store.content_path(spec.training_file), data / "train.jsonl")
-    if spec.validation_file:  # held out as the test split the gate scores (validation is carved from train)
-        shutil.copy2(store.content_path(spec.validation_file), data / "test.jsonl")
-    overrides = spec.overrides | {"register.alias": job_alias(workspace.name)}
+    shutil.copy2(store.content_path(spec.training_file), data / "train.jsonl")  # every row trains (OpenAI's way)
+    if spec.validation_file:  # OpenAI's validation metrics, and the held-out rows the gate scores (the job says so)
+        for split in ("validation", "test"):
+            shutil.copy2(store.content_path(spec.validation_file), data / f"{split}.jsonl")
+    overrides = spec.overrides | {"register.alias": job_alias(workspace.name)} | continued_from(root, spec)
     raw = apply_overrides(yaml.safe_load((root / PARAMS_PATH).read_text()), overrides)
     parse_params(raw, f"{PARAMS_PATH} with the job's overrides")  # refuse before anything runs
     write_text(staging / PARAMS_PATH, yaml.safe_dump(raw, sort_keys=False))
@@ -110,6 +111,18 @@ def make_workspace(root: Path, workspace: Path, spec: JobSpec) -> None:
     if remote:  # the job's data and model go where the project's do
         subprocess.run([*dvc, "remote", "add", "-d", "project", remote], cwd=staging, check=True, capture_output=True)
     staging.rename(workspace)
+
+
+def continued_from(root: Path, spec: JobSpec) -> dict[str, str]:
+    """Continued fine-tuning: an `ft:` model (a registered version or a job's checkpoint) as the job's model is
+    exported in Hub format here, and the job trains from it (model.name; its gate's base is that model too)."""
+    if not spec.model.startswith("ft:"):
+        return {}
+    from tuneops.registry.export import export_for_training  # start-up: mlflow, only for a continued job
+
+    params = load_params(root / PARAMS_PATH)
+    register = params.register_.model_copy(update={"tracking_uri": spec.overrides["register.tracking_uri"]})
+    return {"model.name": str(export_for_training(spec.model, root, register, params.generation))}
 
 
 @contextlib.contextmanager

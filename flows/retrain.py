@@ -25,7 +25,16 @@ from prefect.states import Completed, Failed
 import tuneops.config.runner  # noqa: F401  (its environment defaults: the temporary Prefect server it starts sends no telemetry)
 from flows import reports
 from flows.job import run_job
-from flows.stages import StageFailed, StageResult, TransientStageFailure, dvc_stages, failure_reason, repro, stream
+from flows.stages import (
+    StageFailed,
+    StagePaused,
+    StageResult,
+    TransientStageFailure,
+    dvc_stages,
+    failure_reason,
+    repro,
+    stream,
+)
 from tuneops.config.errors import UserError
 from tuneops.config.params import FlowParams, load_params
 from tuneops.config.paths import (
@@ -35,6 +44,7 @@ from tuneops.config.paths import (
     DATA_VERDICT_PATH,
     GATE_PATH,
     PARAMS_PATH,
+    PAUSE_REQUEST_PATH,
     REVIEW_PAGE_PATH,
 )
 from tuneops.config.records import DataReview, DataVerdict, GateVerdict, QualityRecord, RunSummary
@@ -134,6 +144,9 @@ def run_pipeline(params: FlowParams) -> Any:
     for stage in dvc_stages():
         try:
             result = run_stage(stage, params)
+        except StagePaused as exc:
+            suspend(str(exc), log)  # the flow run leaves its worker here; resumed, it runs from the top
+            raise
         except StageFailed as exc:
             log.error("%s", exc)
             return Failed(message=str(exc), data=summary)
@@ -149,6 +162,16 @@ def run_pipeline(params: FlowParams) -> Any:
             if stop:
                 return Failed(message=stop, data=summary)
     return finish(summary, params, log)
+
+
+def suspend(why: str, log: logging.Logger) -> None:
+    """Suspend this flow run (a job's pause: training saved a checkpoint and stopped). Prefect's suspend needs a key
+    new to each pause: the pause request's own, which the resume route deletes."""
+    from prefect.flow_runs import suspend_flow_run
+
+    key = PAUSE_REQUEST_PATH.read_text().strip() if PAUSE_REQUEST_PATH.is_file() else None
+    log.warning("%s: suspending the job until it is resumed", why)
+    suspend_flow_run(key=key)
 
 
 def finish(summary: RunSummary, params: FlowParams, log: logging.Logger) -> Any:

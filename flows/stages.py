@@ -17,11 +17,12 @@ from typing import Literal
 
 import yaml
 
-from tuneops.config.errors import EXIT_TRANSIENT
+from tuneops.config.errors import EXIT_PAUSED, EXIT_TRANSIENT
 from tuneops.config.paths import DVC_PROCESS_LOCK_PATH, DVC_YAML_PATH
 
 PROGRESS = re.compile(r"\d+%\|")  # a tqdm bar: log it now and then, not at every redraw
 PROGRESS_EVERY_S = 5.0
+PAUSED_AT = re.compile(r"paused at step (\d+)")  # the train stage's line when it stops for a pause
 
 
 class StageFailed(Exception):
@@ -30,6 +31,10 @@ class StageFailed(Exception):
 
 class TransientStageFailure(StageFailed):
     """The stage said its failure is transient (exit 75): worth a retry."""
+
+
+class StagePaused(StageFailed):
+    """Training stopped for a pause that was asked for (exit 76), its checkpoint saved: not a failure."""
 
 
 @dataclass
@@ -101,7 +106,11 @@ def repro(stage: str, log: logging.Logger, cwd: Path = Path(".")) -> StageResult
     code, lines = stream(["dvc", "repro", "--single-item", stage], stage, log, cwd)
     seconds = round(time.perf_counter() - start, 2)
     if code != 0:
-        transient = f"exited with {EXIT_TRANSIENT}" in "\n".join(lines)
+        said = "\n".join(lines)
+        if f"exited with {EXIT_PAUSED}" in said:
+            step = PAUSED_AT.search(said)
+            raise StagePaused(f"{stage}: paused{f' at step {step[1]}' if step else ''}, its checkpoint saved")
+        transient = f"exited with {EXIT_TRANSIENT}" in said
         raise (TransientStageFailure if transient else StageFailed)(f"{stage}: {failure_reason(stage, lines, cwd)}")
     skipped = any(f"Stage '{stage}' didn't change, skipping" in line for line in lines)
     return StageResult(stage, "skipped" if skipped else "ran", seconds)

@@ -2,14 +2,15 @@
 
     python -m tasks.evaluate          (dvc.yaml runs it)
 
-params: task, data.seed, model.name, model.revision (the base), evaluate, generation.stop,
+params: task, data.seed, model.name, model.revision (the base), evaluate, train.objective, generation.stop,
         generation.max_new_tokens, generation.chat_template (the base's prompts where its tokenizer has no
         template), register.model_name, register.alias, register.tracking_uri (the champion's registry)
 reads:  models/candidate, data/processed (both checked against their hashes in dvc.lock first), the base model
         (model.name: a Hub id, from the Hugging Face cache once train has fetched it, a folder or a .gguf), and the
         registry's champion (models/registered.json tells a lost registry from a first run)
 writes: reports/metrics.json (classification: accuracy, macro-F1, per class, loss; generation: loss,
-        perplexity, token accuracy, exact match, Jaccard, the baselines; on test, a train sample, their gap;
+        perplexity, token accuracy, exact match, Jaccard, the baselines, dpo: preference accuracy; on test, a
+        train sample, their gap;
         `base`: the base model's numbers on the same test rows),
         reports/gate.json (every check, observed and threshold, and the verdict),
         reports/samples.jsonl (held-out inputs with the expected answer, the candidate's and the base's; the
@@ -23,9 +24,11 @@ then checks the gate: quality floor, overfitting gap, loss gap, beating the base
 by `min_improvement`. Generation measures loss and token accuracy teacher-forced on both, generates completions
 for a seeded sample of test prompts (greedy, up to a stop sequence or max_new_tokens), does the same with the base
 model on the same prompts, and gates on their metric, the loss gap, beating the trivial answers (copying the
-prompt's text, the most frequent completion), the base and the champion. Exits 0 on a failed gate, so the
-evidence is kept; `register` enforces the verdict. A registry that does not answer stops the stage as transient
-(exit 75), and nothing is written: a plain `dvc repro` asks again.
+prompt's text, the most frequent completion), the base and the champion. train.objective: dpo also scores
+held-out preference accuracy (the share of test pairs whose preferred reply has the higher summed log-probability
+given the prompt) for candidate and base, and gates on the candidate's beating the base's by base_margin. Exits 0
+on a failed gate, so the evidence is kept; `register` enforces the verdict. A registry that does not answer stops
+the stage as transient (exit 75), and nothing is written: a plain `dvc repro` asks again.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ from tuneops.evaluation.lm_scoring import (
     answer_stops,
     baselines,
     perplexity,
+    preference_accuracy,
     samples,
     teacher_forced,
     text_scores,
@@ -223,10 +227,17 @@ def score_generation(
     prompts, expected = list(test["prompt"]), [answer(c, stop) for c in test["completion"]]
     completions = complete(params, model, tokenizer, prompts, stop)
     generated = text_scores(expected, [c.text for c in completions])
+    preferences = params.train.objective == "dpo"
+    preferred = held_out_preferences(model, tokenizer, splits["test"], ev.batch_size) if preferences else None
     scores["test"] = scores["test"].model_copy(
-        update={"exact_match": generated.exact_match, "jaccard": generated.jaccard, "generated": len(test)}
+        update={
+            "exact_match": generated.exact_match,
+            "jaccard": generated.jaccard,
+            "generated": len(test),
+            "preference_accuracy": preferred,
+        }
     )
-    base, base_completions = base_generation(params, splits["test"], prompts, expected, stop)
+    base, base_completions = base_generation(params, splits["test"], prompts, expected, stop, preferences)
     train_answers = [answer(c, stop) for c in splits["train"]["completion"]]
     metrics = GenerationMetrics(
         test=scores["test"],
@@ -254,14 +265,31 @@ def score_generation(
     return metrics, shown
 
 
+def held_out_preferences(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, test: Dataset, batch_size: int, who: str = "candidate"
+) -> float:
+    """Preference accuracy on the whole test split (train.objective: dpo), logged."""
+    accuracy = preference_accuracy(model, tokenizer.pad_token_id, test, batch_size)
+    log.info("%s: test preference accuracy %.4f (%d pairs, preferred reply likelier)", who, accuracy, len(test))
+    return accuracy
+
+
 def base_generation(
-    params: Params, test: Dataset, prompts: Sequence[str], expected: Sequence[str], stop: Sequence[str]
+    params: Params,
+    test: Dataset,
+    prompts: Sequence[str],
+    expected: Sequence[str],
+    stop: Sequence[str],
+    preferences: bool = False,
 ) -> tuple[BaseGenerationScores, list[Completion]]:
     """The base model on what the candidate was scored on: teacher-forced on the whole test split (the same
     token ids: tokenize used model.name's tokenizer), and generating for the same sampled prompts with the same
-    stops. Chat prompts are rendered text already, so the base reads exactly what the candidate read."""
+    stops; `preferences` (train.objective: dpo), its preference accuracy on the same pairs. Chat prompts are
+    rendered text already, so the base reads exactly what the candidate read."""
     base, tokenizer = load_base(params.model.name, params.model.revision)
     loss, accuracy = teacher_forced(base, tokenizer, test, params.evaluate.batch_size)
+    batch = params.evaluate.batch_size
+    preferred = held_out_preferences(base, tokenizer, test, batch, base_name(params)) if preferences else None
     completions = complete(params, base, tokenizer, prompts, stop)
     generated = text_scores(expected, [c.text for c in completions])
     scores = BaseGenerationScores(
@@ -272,6 +300,7 @@ def base_generation(
         exact_match=generated.exact_match,
         jaccard=generated.jaccard,
         generated=len(prompts),
+        preference_accuracy=preferred,
     )
     log.info(
         "base %s: loss %.4f, token accuracy %.4f; generated for %d prompts: exact match %.4f, Jaccard %.4f",

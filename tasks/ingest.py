@@ -12,7 +12,9 @@ writes: data/interim ({train,validation,test}.parquet and manifest.json)
 Classification: maps the source onto `text: str, label: int, label_text: str`. Generation: onto `prompt,
 completion, source_text, prompt_spans, completion_weight` (chat JSONL rendered with the model's own chat template,
 or generation.chat_template where its tokenizer has none, every assistant reply without `weight: 0` trained; any
-other source through generation.prompt_template / completion_template over its columns). Keeps the source's own
+other source through generation.prompt_template / completion_template over its columns). OpenAI's preference
+JSONL (train.objective: dpo) likewise: input.messages is the prompt, preferred_output the completion, and
+non_preferred_output `rejected`, each reply through the template's end of turn. Keeps the source's own
 splits and carves a validation (and, for a single file, test) split from train, stratified by label where there
 are labels, equal inputs always on one side. The source is only read; subsets for training are taken later, at tokenize.
 """
@@ -25,6 +27,7 @@ from tuneops.config.params import DataParams, GenerationParams, ModelParams, loa
 from tuneops.config.paths import INTERIM_DIR
 from tuneops.config.records import Manifest
 from tuneops.config.runner import run_main, stage_parser
+from tuneops.data.preference import has_preferences
 from tuneops.data.sources import load_source
 from tuneops.data.splits import make_splits, to_canonical, to_pairs, write_splits
 from tuneops.models.loading import load_chat_tokenizer
@@ -40,7 +43,7 @@ def ingest(
     rendered with the chat template of `model`'s tokenizer (generation.chat_template where it has none)."""
     raw = load_source(data.source, data.revision)
     if generation is not None:
-        chat = any("messages" in df.columns for df, _ in raw.values())
+        chat = any("messages" in df.columns or has_preferences(df) for df, _ in raw.values())
         tokenizer = None
         if chat and model is not None:
             tokenizer = load_chat_tokenizer(model.name, model.revision, generation.chat_template)

@@ -2,7 +2,7 @@
 
     python -m tasks.tokenize          (dvc.yaml runs it)
 
-params: task, data.max_train_samples, data.max_eval_samples, data.seed, model, tokenize
+params: task, data.max_train_samples, data.max_eval_samples, data.seed, model, tokenize, train.objective
 reads:  data/interim, reports/data_quality_verdict.json (no passing verdict, no tokens)
 writes: data/processed (datasets `save_to_disk`), reports/tokenization.json (token lengths per split: mean,
         p50, p95, max, and the share over tokenize.max_length)
@@ -10,7 +10,10 @@ writes: data/processed (datasets `save_to_disk`), reports/tokenization.json (tok
 Pads nothing. Takes the seeded subsets (`data.max_train_samples`, `data.max_eval_samples`) as the seed tutorial
 does, and drops empty texts (empty completions, for generation). Classification truncates texts to
 `tokenize.max_length`; generation makes prompt + completion + eos with `prompt_length` (where the loss starts)
-and drops the pairs longer than `tokenize.max_length`.
+and drops the pairs longer than `tokenize.max_length`. train.objective: dpo adds prompt + rejected
+(`rejected_input_ids`) and the `rejected` text, dropping a pair when either side is too long: TRL's DPOTrainer
+takes no pre-tokenized data (1.16), so train gives it the texts and it tokenizes them again the same way; the ids
+here are what evaluate scores with.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from tuneops.config.paths import DATA_VERDICT_PATH, INTERIM_DIR, PROCESSED_DIR, 
 from tuneops.config.records import DataVerdict, TokenizationReport
 from tuneops.config.runner import run_main, stage_parser
 from tuneops.data.splits import read_splits
-from tuneops.data.tokenization import encode, encode_pairs, subset, usable
+from tuneops.data.tokenization import encode, encode_pairs, encode_preferences, subset, usable
 from tuneops.io.files import read_json, staged_dir, write_json
 from tuneops.models.loading import load_tokenizer, max_positions
 
@@ -50,7 +53,14 @@ def tokenize(
     limits = {"train": data.max_train_samples, "validation": data.max_eval_samples, "test": data.max_eval_samples}
     report, splits = TokenizationReport(max_length=max_length, splits={}), {}
     encoder = encode_pairs if params.task == "generation" else encode
+    preferences = params.train.objective == "dpo"
+    encoder = encode_preferences if preferences else encoder
     for split, df in read_splits(interim_dir).items():
+        if preferences and "rejected" not in df.columns:
+            raise UserError(
+                f"train.objective: dpo needs preference data (OpenAI's JSONL with input, preferred_output, "
+                f"non_preferred_output); {interim_dir}'s {split} split has no rejected replies"
+            )
         keep = usable(df)
         if (~keep).any():
             log.info("%s: dropping %d empty row(s)", split, int((~keep).sum()))

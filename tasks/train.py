@@ -15,6 +15,10 @@ Generation: the loss is on completion tokens (and their eos) and a conversation'
 other prompt tokens weighted by
 `generation.prompt_loss_weight` (0 = not at all); padding and prompt are masked by position.
 
+train.objective: dpo trains on preference pairs with TRL's DPOTrainer instead (tuneops.training.preference:
+train.args plus train.dpo; with LoRA the reference is the base, adapters off); the history's accuracy is then the
+validation pairs' reward accuracy. Everything else below holds for both.
+
 Evaluates on `validation` each epoch, keeps the best checkpoint by `metric_for_best_model`, stops early after
 `early_stopping_patience` evaluations without improvement. A run killed and started again with the same data
 and params resumes from the last complete checkpoint (one cut short by a kill or a full disk is set aside in
@@ -28,6 +32,7 @@ import logging
 import sys
 from pathlib import Path
 
+from tuneops.config.errors import EXIT_PAUSED
 from tuneops.config.params import Params, load_params
 from tuneops.config.paths import CANDIDATE_DIR, CHECKPOINT_DIR, PROCESSED_DIR, TRAIN_HISTORY_PATH
 from tuneops.config.records import EpochRow
@@ -35,8 +40,10 @@ from tuneops.config.runner import run_main, stage_parser
 from tuneops.data.tokenization import load_processed
 from tuneops.io.files import said_when_disk_full, write_json
 from tuneops.models.loading import load_chat_tokenizer, load_tokenizer
+from tuneops.training.callbacks import stopped_for_pause
 from tuneops.training.checkpoints import FINGERPRINT, CheckpointMarker, fingerprint, prepare_checkpoints_once
 from tuneops.training.launch import recorded, torchrun, wants_torchrun
+from tuneops.training.preference import REWARD_ACCURACY, build_dpo_trainer
 from tuneops.training.trainer import build_model, build_trainer, epoch_history, mlflow_env, save_candidate
 
 log = logging.getLogger("tuneops.train")
@@ -58,7 +65,8 @@ def train(
         if generator
         else load_tokenizer(model.name, model.revision)
     )
-    net = build_model(params.model, params.train, params.data.labels, tokenizer, generator)
+    preference = params.train.objective == "dpo"
+    net = build_model(params.model, params.train, params.data.labels, tokenizer, generator, adapters=not preference)
     # the params dvc.yaml gives this stage that shape training (the data itself is in processed_dir)
     shaping = {
         "task": True,
@@ -71,11 +79,18 @@ def train(
     print_ = fingerprint(processed_dir, params.model_dump(mode="json", include=shaping))
     mlflow_env(params.register_)
     weight = params.generation.prompt_loss_weight if generator else None
-    trainer = build_trainer(net, tokenizer, datasets, params.train, checkpoint_dir, ["mlflow"], weight)
+    if preference:
+        max_length = params.tokenize.max_length
+        trainer = build_dpo_trainer(net, tokenizer, datasets, params.train, checkpoint_dir, max_length, ["mlflow"])
+    else:
+        trainer = build_trainer(net, tokenizer, datasets, params.train, checkpoint_dir, ["mlflow"], weight)
     resume = prepare_checkpoints_once(trainer.args, checkpoint_dir, print_)  # once, rank 0, under torchrun
     with said_when_disk_full(checkpoint_dir, "training resumes from the last complete checkpoint"):
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    history = epoch_history(trainer.state.log_history)
+    if stopped_for_pause(trainer):  # a job paused: its checkpoint is saved, nothing else is written
+        log.warning("paused at step %d: checkpoint saved; training resumes from it", trainer.state.global_step)
+        raise SystemExit(EXIT_PAUSED)
+    history = epoch_history(trainer.state.log_history, REWARD_ACCURACY if preference else "eval_accuracy")
     if trainer.is_world_process_zero():  # under torchrun, one process writes
         with said_when_disk_full(candidate_dir.parent, "the checkpoints are kept: training resumes from them"):
             max_new = params.generation.max_new_tokens if generator else None

@@ -1,9 +1,11 @@
 """OpenAI's fine-tuning workflow with the official `openai` client against tuneops, started the way users start it:
-`prefect server start`, `prefect worker start --pool tuneops`, `tuneops serve`. Upload a file, create jobs, follow
-them, call the fine-tuned model; a bad file, a cancelled job, two jobs at once, and pages of jobs.
+`prefect server start`, `prefect worker start --pool tuneops`, `tuneops serve`. Upload files, create jobs, follow
+them, call the fine-tuned models; a bad file, a cancelled job, and pages of jobs. The migration tests are what a
+team leaving OpenAI's fine-tuning brings: chat files, two jobs at once, pause and resume, checkpoints as models,
+DPO on preference data continuing a fine-tuned model, and `models.delete`.
 
-One server, worker and API for the module; the offline sample as prompt/completion pairs (span extraction), its
-2-layer GPT-2, one epoch.
+One server, worker and API for the module; the offline sample (span extraction) as prompt/completion, chat and
+preference files, its 2-layer GPT-2.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ pytestmark = pytest.mark.slow
 FINAL = ("succeeded", "failed", "cancelled")
 ORDER = ["queued", "validating_files", "running", "succeeded"]  # the worker picks a run up, then checks its files
 ROWS = 240  # training pairs: enough for every data check, quick to train
+CHAT_ROWS = 96  # conversations: three epochs of six steps, a checkpoint each
 
 
 @dataclass
@@ -36,6 +39,7 @@ class Stack:
     project: Project
     base: Path
     env: dict[str, str]
+    sample: Sample
 
 
 def spans(sample: Sample, split: str, rows: int) -> str:
@@ -88,7 +92,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, sample: Sample) -> Iterator[
         url = f"http://127.0.0.1:{api_port}/v1"
         wait_for(lambda: healthy(f"{url}/models"), "tuneops serve", procs[-1], base / "serve.log", timeout=120)
         client = openai.OpenAI(base_url=url, api_key="unused-on-loopback", max_retries=0, timeout=120)
-        yield Stack(client, project, base, env)
+        yield Stack(client, project, base, env, sample)
     finally:
         for proc in reversed(procs):
             stop(proc)
@@ -191,66 +195,224 @@ def test_a_cancelled_job_ends_cancelled_with_its_training_process_gone_and_nothi
     assert not [v for v in versions if v.tags.get("tuneops.fine_tuning_job") == job.id]
 
 
-def test_two_jobs_submitted_together_each_register_their_own_model_which_completions_serves(stack):
-    train, valid = upload(stack, "train.jsonl"), upload(stack, "valid.jsonl")
-    assert train.status == "processed" and train.bytes == (stack.base / "train.jsonl").stat().st_size
-    assert upload(stack, "train.jsonl").id == train.id  # content-addressed
-    assert stack.client.files.content(train.id).content == (stack.base / "train.jsonl").read_bytes()
+SYSTEM = "Copy the words of the tweet that carry its sentiment."
+
+
+def chat_lines(sample: Sample, split: str, rows: int) -> str:
+    """The spans as OpenAI's chat format: a system message, the tweet, the span; every fifth example two turns,
+    the first reply not trained on (weight 0)."""
+    import pandas as pd
+
+    df = pd.read_csv(sample.data_dir / f"{split}.csv").head(rows)
+    lines = []
+    for i, (t, span, s) in enumerate(zip(df.text, df.selected_text, df.sentiment, strict=True)):
+        messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": f"{t}\nsentiment: {s}"}]
+        if i % 5 == 0:
+            messages += [
+                {"role": "assistant", "content": t, "weight": 0},
+                {"role": "user", "content": "Only the words that carry the sentiment."},
+            ]
+        lines.append(json.dumps({"messages": [*messages, {"role": "assistant", "content": span}]}) + "\n")
+    return "".join(lines)
+
+
+def preference_lines(sample: Sample, split: str, rows: int) -> str:
+    """OpenAI's DPO format: the span preferred over the whole tweet."""
+    import pandas as pd
+
+    df = pd.read_csv(sample.data_dir / f"{split}.csv").head(rows)
+    df = df[df.text.str.strip() != df.selected_text.str.strip()]
+    return "".join(
+        json.dumps(
+            {
+                "input": {"messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": f"{t}"}]},
+                "preferred_output": [{"role": "assistant", "content": span}],
+                "non_preferred_output": [{"role": "assistant", "content": t}],
+            }
+        )
+        + "\n"
+        for t, span in zip(df.text, df.selected_text, strict=True)
+    )
+
+
+def ask(stack: Stack, model: str) -> str:
+    reply = stack.client.chat.completions.create(
+        model=model,
+        messages=[
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": "so happy today\nsentiment: positive"},
+        ],
+        max_tokens=8,
+        temperature=0,
+    )
+    assert reply.model == model and reply.usage.completion_tokens >= 1
+    return reply.choices[0].message.content
+
+
+def result_rows(stack: Stack, job: Any) -> list[dict[str, str]]:
+    import csv
+    import io
+
+    (result,) = job.result_files
+    assert stack.client.files.retrieve(result).purpose == "fine-tune-results"
+    text = stack.client.files.content(result).text
+    assert text.splitlines()[0] == "step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy"
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def flow_artifacts(stack: Stack, job_id: str) -> dict[str, str]:
+    """The Prefect artifacts (key: data) the job's flow run published, read from the stack's Prefect server."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from tuneops.jobs.spec import flow_run_id
+
+    only = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id(job_id)]))
+    with temporary_settings({PREFECT_API_URL: stack.env["PREFECT_API_URL"]}), get_client(sync_client=True) as client:
+        return {a.key: str(a.data) for a in client.read_artifacts(artifact_filter=only)}
+
+
+def wait_status(stack: Stack, job_id: str, status: str, timeout: float = 600) -> Any:
+    deadline = time.monotonic() + timeout
+    while (job := stack.client.fine_tuning.jobs.retrieve(job_id)).status != status:
+        assert job.status not in FINAL, (job.status, job.error)
+        assert time.monotonic() < deadline, f"{job_id} never {status}: {job.status}"
+        time.sleep(0.5)
+    return job
+
+
+def test_migration_chat_jobs_one_paused_and_resumed_train_alike_and_serve_from_checkpoints(stack):
+    """Code written for OpenAI: a chat file, two jobs at once, one paused and resumed, events, checkpoints, and
+    chat completions from a checkpoint and the final models."""
+    (stack.base / "chat_train.jsonl").write_text(chat_lines(stack.sample, "train", CHAT_ROWS))
+    (stack.base / "chat_valid.jsonl").write_text(chat_lines(stack.sample, "test", 40))
+    train, valid = upload(stack, "chat_train.jsonl"), upload(stack, "chat_valid.jsonl")
+    assert train.status == "processed" and valid.status == "processed", (train.status_details, valid.status_details)
+    again = upload(stack, "chat_train.jsonl")  # the same bytes again: another file, which deleting leaves alone
+    assert again.id != train.id and again.filename == train.filename and stack.client.files.delete(again.id).deleted
+    assert stack.client.files.content(train.id).content == (stack.base / "chat_train.jsonl").read_bytes()
+
     model = stack.project.params()["model"]["name"]
-    first = stack.client.fine_tuning.jobs.create(
-        model=model,
-        training_file=train.id,
-        validation_file=valid.id,
-        suffix="spans",
-        hyperparameters={"n_epochs": 1, "learning_rate_multiplier": 1.0},
-        metadata={"team": "tests"},
-    )
+    hyper = {"n_epochs": 3, "batch_size": 16}
+    common = {
+        "model": model,
+        "training_file": train.id,
+        "validation_file": valid.id,
+        "seed": 7,
+        "method": {"type": "supervised", "supervised": {"hyperparameters": hyper}},
+    }
+    first = stack.client.fine_tuning.jobs.create(**common, suffix="chat", metadata={"team": "tests", "run": "straight"})
     second = stack.client.fine_tuning.jobs.create(
-        model=model,
-        training_file=train.id,
-        suffix="spans-b",
-        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 1, "batch_size": 8}}},
-        seed=3,
+        **common, suffix="paused", metadata={"team": "tests", "run": "paused"}
     )
-    assert first.status in ("queued", "validating_files") and first.metadata == {"team": "tests"}
-    assert second.hyperparameters.batch_size == 8 and second.seed == 3
+    assert first.seed == 7 and first.method.type == "supervised" and first.metadata["run"] == "straight"
+
+    wait_status(stack, second.id, "running")
+    paused = stack.client.fine_tuning.jobs.pause(second.id)
+    paused = paused if paused.status == "paused" else wait_status(stack, second.id, "paused", 120)
+    gone = time.monotonic() + 60
+    while left := training_processes(stack.project.path / "jobs" / second.id):  # the run leaves its worker
+        assert time.monotonic() < gone, [p.info["cmdline"] for p in left]
+        time.sleep(1)
+    listed = stack.client.fine_tuning.jobs.list(metadata={"run": "paused"}).data
+    assert [j.id for j in listed] == [second.id] and listed[0].status == "paused"
 
     done, seen, events = follow(stack.client, first.id)
     assert done.status == "succeeded", done.error
-    assert seen == sorted(seen, key=ORDER.index) and seen[-1] == "succeeded"  # never back, nothing else
-    other, _, _ = follow(stack.client, second.id)
-    assert other.status == "succeeded", other.error
-
-    versions = {done.fine_tuned_model.rsplit(":", 1)[1], other.fine_tuned_model.rsplit(":", 1)[1]}
-    assert len(versions) == 2
-    assert done.fine_tuned_model.startswith("ft:gpt2-from-config:tuneops:spans:")
-    assert other.fine_tuned_model.startswith("ft:gpt2-from-config:tuneops:spans-b:")
+    assert seen == sorted(seen, key=ORDER.index) and seen[-1] == "succeeded"
+    assert done.fine_tuned_model.startswith("ft:gpt2-from-config:tuneops:chat:")
     assert done.trained_tokens > 0 and done.finished_at >= done.created_at and done.error is None
-
     messages = [e.message for e in events]
+    split_said = next(m for m in messages if m.startswith("Training on"))
+    assert f"all {CHAT_ROWS} rows of training_file" in split_said
+    assert f"40 rows of validation_file {valid.id}" in split_said
     for expected in ("Created fine-tuning job", "Stage ingest started", "Stage train finished", "Gate passed"):
         assert any(m.startswith(expected) for m in messages), (expected, messages)
-    assert any(m.startswith("Data quality passed") for m in messages)
-    assert f"as {done.fine_tuned_model}" in next(m for m in messages if m.startswith("Registered"))
     metrics = [e for e in events if e.type == "metrics"]
-    assert metrics and all(e.data["step"] > 0 for e in metrics) and any("train_loss" in e.data for e in metrics)
+    train_done = next(e for e in events if e.message.startswith("Stage train finished"))
+    assert metrics and all(e.data["step"] > 0 and e.created_at <= train_done.created_at for e in metrics)
 
-    (result,) = done.result_files
-    assert stack.client.files.retrieve(result).purpose == "fine-tune-results"
-    table = stack.client.files.content(result).text.splitlines()
-    assert table[0] == "step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy" and len(table) > 2
+    published = flow_artifacts(stack, done.id)  # the retrain flow on generation data publishes its held-out samples
+    assert {"metrics", "samples", "gate", "registered-model"} <= published.keys()
+    assert "expected" in published["samples"] and "generated" in published["samples"]
+
     checkpoints = stack.client.fine_tuning.jobs.checkpoints.list(done.id).data
-    assert checkpoints and checkpoints[0].metrics.valid_loss is not None and checkpoints[0].step_number > 0
+    assert len(checkpoints) == 3 and checkpoints[0].metrics.valid_loss is not None
+    for checkpoint in checkpoints:
+        ask(stack, checkpoint.fine_tuned_model_checkpoint)
+    straight_answer = ask(stack, done.fine_tuned_model)
 
-    for job in (done, other):
-        answer = stack.client.completions.create(
-            model=job.fine_tuned_model, prompt="so happy today\nsentiment: positive\n\n###\n\n", max_tokens=8
-        )
-        assert answer.model == job.fine_tuned_model and isinstance(answer.choices[0].text, str)
-        assert answer.usage.completion_tokens >= 1
+    start_dpo(stack, done)  # continues this job's model; runs beside the resumed job (tested below)
+    resumed = stack.client.fine_tuning.jobs.resume(second.id)
+    assert resumed.id == second.id and resumed.status in ("queued", "running")
+    other, seen_other, other_events = follow(stack.client, second.id)
+    assert other.status == "succeeded", other.error
+    said = [e.message for e in other_events]
+    paused_at = [m for m in said if m.startswith("Stage train paused at step")]
+    assert paused_at and any(m.startswith("Stage train finished") for m in said), said
+    resumed_from = int(paused_at[0].split()[5])  # "Stage train paused at step N (checkpoint saved) ..."
+    # the same result as the uninterrupted job: step for step, and the same greedy answer
+    ours, theirs = result_rows(stack, other), result_rows(stack, done)
+    assert {r["step"] for r in ours} - {r["step"] for r in theirs} <= {str(resumed_from)}  # it evaluated there
+    ours_at = {r["step"]: r for r in ours}
+    for before, b in zip([{"step": "0"}, *theirs], theirs, strict=False):
+        a = ours_at[b["step"]]
+        if b["valid_loss"]:
+            assert abs(float(a["valid_loss"]) - float(b["valid_loss"])) < 1e-4, (a, b)
+        # a logged loss averages the steps since the last log: compared once that window began after the resume
+        if b["train_loss"] and int(before["step"]) >= resumed_from:
+            assert abs(float(a["train_loss"]) - float(b["train_loss"])) < 1e-4, (a, b)
+    assert ask(stack, other.fine_tuned_model) == straight_answer
     # the user's checkout ran nothing: each job trained in jobs/<id>/
     assert not (stack.project.path / "dvc.lock").exists() and not (stack.project.path / "models").exists()
-    assert (stack.project.path / "jobs" / done.id / "dvc.lock").is_file()
+
+
+def start_dpo(stack: Stack, chat: Any) -> Any:
+    """A DPO job on OpenAI's preference format continuing the chat job's model; what is not offered is refused."""
+    import openai
+
+    (stack.base / "prefs.jsonl").write_text(preference_lines(stack.sample, "train", ROWS))
+    prefs = upload(stack, "prefs.jsonl")
+    assert prefs.status == "processed", prefs.status_details
+    for refused in ({"method": {"type": "reinforcement"}}, {"integrations": [{"type": "wandb", "wandb": {}}]}):
+        with pytest.raises(openai.BadRequestError) as caught:
+            stack.client.fine_tuning.jobs.create(model=chat.fine_tuned_model, training_file=prefs.id, **refused)
+        assert caught.value.body["param"] in refused
+    dpo = {"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.2, "n_epochs": 1, "batch_size": 8}}}
+    job = stack.client.fine_tuning.jobs.create(
+        model=chat.fine_tuned_model,
+        training_file=prefs.id,
+        method=dpo,
+        suffix="dpo",
+        metadata={"run": "dpo"},
+        extra_body={"max_train_samples": 48},  # tuneops' own: fewer rows, asked for (a job trains on all by default)
+    )
+    assert job.method.type == "dpo" and job.method.dpo.hyperparameters.beta == 0.2
+    assert isinstance(job.seed, int) and job.model == chat.fine_tuned_model  # no seed asked: one drawn, reported
+    return job
+
+
+def test_migration_dpo_continues_a_fine_tuned_model_and_models_delete_removes_it(stack):
+    """The DPO job the chat test started, from the chat job's model (continued fine-tuning), then `models.delete`."""
+    import openai
+
+    (chat,) = stack.client.fine_tuning.jobs.list(metadata={"run": "straight"}).data
+    (job,) = stack.client.fine_tuning.jobs.list(metadata={"run": "dpo"}).data
+    done, _, events = follow(stack.client, job.id)
+    assert done.status == "succeeded", done.error
+    assert done.fine_tuned_model.startswith("ft:gpt2-from-config:tuneops:dpo:")
+    split_said = next(e.message for e in events if e.message.startswith("Training on"))
+    assert "held out for validation metrics" in split_said and "a seeded 48 of the training rows" in split_said
+    gate = next(e for e in events if e.message.startswith("Gate passed"))
+    assert any("preference" in check["check"] for check in gate.data["checks"]), gate.data
+    ask(stack, done.fine_tuned_model)
+
+    deleted = stack.client.models.delete(done.fine_tuned_model)
+    assert deleted.id == done.fine_tuned_model and deleted.deleted
+    with pytest.raises(openai.NotFoundError):
+        ask(stack, done.fine_tuned_model)
+    ask(stack, chat.fine_tuned_model)  # the model it continued from is untouched
 
 
 def test_jobs_list_in_pages_newest_first(stack):

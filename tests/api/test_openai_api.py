@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 from typing import Any
 
@@ -79,6 +80,8 @@ def test_a_classification_model_answers_its_label_with_the_labels_logprobs(clien
     assert usage["completion_tokens"] == 2 and usage["total_tokens"] == usage["prompt_tokens"] + 2
     fewer = complete(client, model=f"{CLASSIFIER}:1", prompt="so happy", logprobs=1)["choices"][0]["logprobs"]
     assert len(fewer["top_logprobs"][0]) == 1
+    label_only = complete(client, model=f"{CLASSIFIER}:1", prompt="so happy", logprobs=0)["choices"][0]["logprobs"]
+    assert label_only["top_logprobs"] == [{label_only["tokens"][0]: label_only["token_logprobs"][0]}]
     echoed = complete(client, model=f"{CLASSIFIER}:1", prompt="so happy", echo=True)["choices"][0]["text"]
     assert echoed.startswith("so happy") and echoed.removeprefix("so happy") in LABELS
 
@@ -195,7 +198,12 @@ def test_chat_with_a_classification_model_says_to_use_completions(client):
         ({"logit_bias": {"50256": -100}}, "logit_bias", "unsupported_parameter"),
         ({"presence_penalty": 0.5}, "presence_penalty", "unsupported_parameter"),
         ({"stop": ["a", "b", "c", "d", "e"]}, "stop", "unsupported_parameter"),
-        ({"prompt": [1, 2, 3]}, "prompt", "invalid_value"),
+        ({"prompt": [[1, 2], []]}, "prompt", "invalid_value"),
+        ({"prompt": [1, 2, -3]}, "prompt", "invalid_value"),
+        ({"prompt": [1, 2, 10**9]}, "prompt", "invalid_value"),
+        ({"prompt": [True, 2]}, "prompt", "invalid_value"),
+        ({"seed": 2**63}, "seed", "invalid_value"),
+        ({"seed": -(2**63) - 1}, "seed", "invalid_value"),
         ({"temprature": 0.5}, "temprature", "unknown_parameter"),
         ({"prompt": None}, "prompt", "invalid_value"),
     ],
@@ -291,3 +299,197 @@ def test_concurrent_requests_share_one_call_and_get_their_own_answers(store):
     app.state.batcher.close()
     assert together == alone
     assert calls == 2  # eight greedy requests alike, and the one with another max_tokens
+
+
+def test_scoring_a_text_as_evaluation_harnesses_do(client):
+    """lm-eval-harness's loglikelihood request: max_tokens 0, echo, logprobs. The prompt comes back as the text,
+    its tokens each with a log-probability (the first null: nothing precedes it) and the k most likely tokens at
+    its place plus the chosen one; nothing is generated. The same prompt echoed with new tokens scores alike."""
+    prompt = "I love my cat so much"
+    scored = complete(client, model=GENERATOR, prompt=prompt, max_tokens=0, echo=True, logprobs=2)
+    (choice,) = scored["choices"]
+    lp = choice["logprobs"]
+    assert choice["text"] == prompt and choice["finish_reason"] == "length"
+    assert "".join(lp["tokens"]) == prompt and lp["token_logprobs"][0] is None and lp["top_logprobs"][0] is None
+    assert scored["usage"]["completion_tokens"] == 0 and scored["usage"]["prompt_tokens"] == len(lp["tokens"])
+    for token, logprob, top in zip(lp["tokens"][1:], lp["token_logprobs"][1:], lp["top_logprobs"][1:], strict=True):
+        assert logprob <= 0 and top[token] == logprob and 2 <= len(top) <= 3  # k, plus the chosen when not among them
+    assert lp["text_offset"] == [len("".join(lp["tokens"][:i])) for i in range(len(lp["tokens"]))]
+    generated = complete(client, model=GENERATOR, prompt=prompt, max_tokens=3, echo=True, logprobs=2, temperature=0)
+    more = generated["choices"][0]["logprobs"]
+    n = len(lp["tokens"])
+    assert more["tokens"][:n] == lp["tokens"] and len(more["tokens"]) == n + generated["usage"]["completion_tokens"]
+    assert more["token_logprobs"][1:n] == pytest.approx(lp["token_logprobs"][1:], abs=1e-4)
+    assert generated["choices"][0]["text"].startswith(prompt)
+    echoed = complete(client, model=GENERATOR, prompt=prompt, max_tokens=0, echo=True)["choices"][0]
+    assert (echoed["text"], echoed["logprobs"], echoed["finish_reason"]) == (prompt, None, "length")
+
+
+def test_token_id_prompts_are_what_the_model_sees(client, tokenizer):
+    ids = tokenizer("I love my cat")["input_ids"]
+    body = {"model": GENERATOR, "max_tokens": 5, "temperature": 0, "stop": []}
+    as_text = complete(client, prompt="I love my cat", **body)
+    assert complete(client, prompt=ids, **body)["choices"] == as_text["choices"]
+    several = complete(client, prompt=[ids, tokenizer("the beach")["input_ids"]], **body)
+    assert [c["index"] for c in several["choices"]] == [0, 1] and several["choices"][0] == as_text["choices"][0]
+    spelled = tokenizer.convert_tokens_to_ids(list("hello"))  # a byte a token: not the tokenizer's own split
+    echoed = complete(client, prompt=spelled, model=GENERATOR, max_tokens=0, echo=True, logprobs=0)
+    assert echoed["choices"][0]["text"] == "hello" and echoed["choices"][0]["logprobs"]["tokens"] == list("hello")
+    assert echoed["usage"]["prompt_tokens"] == 5
+    label = complete(client, model=CLASSIFIER, prompt=ids, echo=True)["choices"][0]["text"]
+    assert label.removeprefix("I love my cat") in LABELS
+
+
+def test_logprobs_k_gives_the_k_most_likely_tokens_at_each_step(client):
+    body = {"model": GENERATOR, "prompt": "the beach", "max_tokens": 4, "temperature": 0, "stop": [], "logprobs": 3}
+    lp = complete(client, **body)["choices"][0]["logprobs"]
+    assert len(lp["tokens"]) == 4
+    for token, logprob, top in zip(lp["tokens"], lp["token_logprobs"], lp["top_logprobs"], strict=True):
+        assert len(top) == 3 and max(top, key=top.get) == token and top[token] == logprob  # greedy: the likeliest
+    chosen_only = complete(client, **{**body, "logprobs": 0})["choices"][0]["logprobs"]
+    assert chosen_only["top_logprobs"] == [{t: v} for t, v in zip(lp["tokens"], lp["token_logprobs"], strict=True)]
+    messages = [{"role": "user", "content": "how is the beach?"}]
+    chat = {"model": GENERATOR, "messages": messages, "max_tokens": 4, "temperature": 0}
+    content = client.post("/v1/chat/completions", json={**chat, "logprobs": True, "top_logprobs": 5}).json()
+    entries = content["choices"][0]["logprobs"]["content"]
+    assert entries and all(len(e["top_logprobs"]) == 5 for e in entries)
+    for entry in entries:
+        values = [t["logprob"] for t in entry["top_logprobs"]]
+        assert values == sorted(values, reverse=True) and entry["top_logprobs"][0]["token"] == entry["token"]
+        assert entry["bytes"] == list(entry["token"].encode())
+    plain = client.post("/v1/chat/completions", json={**chat, "logprobs": True}).json()
+    assert [e["top_logprobs"] for e in plain["choices"][0]["logprobs"]["content"]] == [[]] * len(entries)
+
+
+def test_streamed_chunks_carry_their_own_tokens_logprobs(client):
+    body = {"model": GENERATOR, "prompt": "I love my cat", "max_tokens": 8, "temperature": 0, "stop": []}
+    whole = complete(client, **body, logprobs=2, echo=True)["choices"][0]["logprobs"]
+    chunks = events(client.post("/v1/completions", json={**body, "logprobs": 2, "echo": True, "stream": True}))
+    parts = [c["choices"][0]["logprobs"] for c in chunks if c["choices"] and c["choices"][0]["logprobs"]]
+    assert len(parts) > 2
+    for key in ("tokens", "token_logprobs", "top_logprobs", "text_offset"):
+        assert [x for part in parts for x in part[key]] == whole[key]
+    for chunk in chunks:  # a chunk's tokens are the ones that brought its text
+        if chunk["choices"] and chunk["choices"][0]["text"]:
+            assert "".join(chunk["choices"][0]["logprobs"]["tokens"]).startswith(chunk["choices"][0]["text"])
+    chat = {"model": GENERATOR, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 6, "temperature": 0}
+    answer = client.post("/v1/chat/completions", json={**chat, "logprobs": True, "top_logprobs": 2}).json()
+    streamed = events(
+        client.post("/v1/chat/completions", json={**chat, "logprobs": True, "top_logprobs": 2, "stream": True})
+    )
+    content = [e for c in streamed for e in ((c["choices"][0].get("logprobs") or {}).get("content") or [])]
+    assert content == answer["choices"][0]["logprobs"]["content"]
+
+
+CHAT_BODY = {"model": GENERATOR, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, "temperature": 0}
+IGNORED = {
+    "service_tier": "flex",
+    "prompt_cache_key": "k1",
+    "prompt_cache_retention": "24h",
+    "safety_identifier": "user-123",
+    "modalities": ["text"],
+    "store": True,
+    "metadata": {"team": "a"},
+    "user": "u1",
+    "reasoning_effort": "low",
+    "verbosity": "high",
+    "prediction": {"type": "content", "content": "hello"},
+    "parallel_tool_calls": False,
+}
+
+
+def test_parameters_that_change_nothing_are_accepted_and_each_logged_once(client, caplog, monkeypatch):
+    from tuneops.serve.openai import common
+
+    monkeypatch.setattr(common, "_ignored_logged", set())  # a fresh process's
+    caplog.set_level(logging.INFO, logger="tuneops.serve")
+    plain = client.post("/v1/chat/completions", json=CHAT_BODY).json()["choices"][0]["message"]
+    for tier in ("auto", "default", "flex", "scale", "priority", "fast"):
+        answer = client.post("/v1/chat/completions", json={**CHAT_BODY, **IGNORED, "service_tier": tier})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["choices"][0]["message"] == plain
+    options = {"stream": True, "stream_options": {"include_usage": True, "include_obfuscation": False}}
+    assert events(client.post("/v1/chat/completions", json={**CHAT_BODY, **options}))[-1]["usage"]
+    logged = [r.getMessage() for r in caplog.records if "accepted and ignored" in r.getMessage()]
+    # modalities ["text"] is what tuneops does: honoured, not ignored
+    names = [*(n for n in IGNORED if n != "modalities"), "stream_options.include_obfuscation"]
+    assert sorted(logged) == sorted(
+        f"OpenAI parameter `{n}` accepted and ignored: it changes nothing tuneops answers" for n in names
+    )
+    assert not any("flex" in m or "user-123" in m for m in logged)  # names, never values
+
+
+@pytest.mark.parametrize(
+    ("extra", "param", "code"),
+    [
+        ({"modalities": ["text", "audio"]}, "modalities", "unsupported_parameter"),
+        ({"audio": {"voice": "alloy", "format": "wav"}}, "audio", "unsupported_parameter"),
+        ({"web_search_options": {}}, "web_search_options", "unsupported_parameter"),
+        ({"moderation": {"model": "omni-moderation-latest"}}, "moderation", "unsupported_parameter"),
+        ({"top_logprobs": 2}, "top_logprobs", "invalid_value"),
+        ({"service_tier": "turbo"}, "service_tier", "invalid_value"),
+        ({"seed": 2**64}, "seed", "invalid_value"),
+        ({"max_completion_tokens": 0}, "max_completion_tokens", "invalid_value"),
+        ({"made_up": 1}, "made_up", "unknown_parameter"),
+    ],
+)
+def test_chat_parameters_that_would_change_the_answer_are_refused(client, extra, param, code):
+    refused = error(client.post("/v1/chat/completions", json={**CHAT_BODY, **extra}), 400)
+    assert (refused["param"], refused["code"]) == (param, code)
+
+
+def test_a_bad_seed_fails_its_own_request_not_one_batched_beside_it(store):
+    """The reported bug: a seed of 2**64 beside another client's request (seed 1) failed both with torch's
+    "Overflow when unpacking long long". One window long enough for both to arrive together."""
+    app = make_app(store, window_ms=300)
+
+    async def run() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            body = {"model": GENERATOR, "prompt": "the beach", "max_tokens": 4, "temperature": 1.0}
+            await http.post("/v1/completions", json={**body, "seed": 1})  # load the model first
+            return list(
+                await asyncio.gather(
+                    http.post("/v1/completions", json={**body, "seed": 2**64}),
+                    http.post("/v1/completions", json={**body, "seed": 1}),
+                )
+            )
+
+    bad, good = asyncio.run(run())
+    app.state.batcher.close()
+    assert error(bad, 400)["param"] == "seed"
+    assert good.status_code == 200 and good.json()["choices"][0]["text"]
+
+
+@pytest.fixture(scope="module")
+def official(client: TestClient) -> Any:
+    """The official client, in-process: its requests go through the TestClient (an httpx.Client) to the app."""
+    import openai
+
+    return openai.OpenAI(base_url="http://testserver/v1", api_key="unused", http_client=client, max_retries=0)
+
+
+def test_the_official_client_scores_text_reads_alternatives_and_streams_them(official, tokenizer):
+    import openai
+
+    scored = official.completions.create(model=GENERATOR, prompt="I love my cat", max_tokens=0, echo=True, logprobs=1)
+    choice = scored.choices[0]
+    assert choice.text == "I love my cat" and choice.logprobs.token_logprobs[0] is None
+    assert "".join(choice.logprobs.tokens) == "I love my cat" and scored.usage.completion_tokens == 0
+    ids = tokenizer("I love my cat")["input_ids"]
+    by_ids = official.completions.create(model=GENERATOR, prompt=ids, max_tokens=3, temperature=0, echo=True)
+    assert by_ids.choices[0].text.startswith("I love my cat")
+    messages = [{"role": "user", "content": "how is the beach?"}]
+    hints = {"service_tier": "flex", "prompt_cache_key": "k", "safety_identifier": "s", "store": False}
+    chat = official.chat.completions.create(
+        model=GENERATOR, messages=messages, max_tokens=3, temperature=0, logprobs=True, top_logprobs=3, **hints
+    )
+    assert all(len(t.top_logprobs) == 3 for t in chat.choices[0].logprobs.content)
+    chunks = official.chat.completions.create(
+        model=GENERATOR, messages=messages, max_tokens=3, temperature=0, logprobs=True, top_logprobs=3, stream=True
+    )
+    streamed = [t for c in chunks if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content]
+    assert streamed == chat.choices[0].logprobs.content
+    with pytest.raises(openai.BadRequestError) as refused:
+        official.chat.completions.create(model=GENERATOR, messages=messages, web_search_options={})
+    assert refused.value.param == "web_search_options" and refused.value.code == "unsupported_parameter"

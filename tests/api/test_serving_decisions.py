@@ -121,3 +121,34 @@ def test_a_seed_gives_each_row_its_own_repeatable_seed():
 def test_a_body_that_does_not_parse_is_a_400_naming_the_parameter(error, message, param, code):
     refused = validation_error([error])
     assert (refused.status, refused.message, refused.param, refused.code) == (400, message, param, code)
+
+
+def test_every_parameter_openais_client_sends_is_a_field_so_never_an_unknown_one():
+    """Each parameter openai-python's create() takes is decided here (used, ignored or refused by name); a new
+    one in a newer client shows up in this test, not as a client's 400 unknown_parameter."""
+    from openai.types import completion_create_params as completion
+    from openai.types.chat import completion_create_params as chat
+    from openai.types.chat.chat_completion_stream_options_param import ChatCompletionStreamOptionsParam
+
+    from tuneops.serve.openai.protocol import ChatCompletionRequest, CompletionRequest, StreamOptions
+
+    for params, request in (
+        (chat.CompletionCreateParamsBase, ChatCompletionRequest),
+        (completion.CompletionCreateParamsBase, CompletionRequest),
+        (ChatCompletionStreamOptionsParam, StreamOptions),
+    ):
+        assert set(params.__annotations__) <= set(request.model_fields), request.__name__
+
+
+def test_what_changes_nothing_is_named_and_what_would_change_the_answer_is_refused():
+    from tuneops.serve.openai.protocol import ChatCompletionRequest
+
+    base = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    quiet = ChatCompletionRequest(
+        **base, service_tier="priority", reasoning_effort="none", stream_options={"include_obfuscation": True}
+    )
+    assert quiet.ignored() == ["service_tier", "reasoning_effort", "stream_options.include_obfuscation"]
+    assert quiet.refused() is None
+    assert ChatCompletionRequest(**base, modalities=["text", "audio"]).refused().param == "modalities"
+    assert ChatCompletionRequest(**base).ignored() == []
+    assert Sampling(4, top_logprobs=2).normalized() != Sampling(4).normalized()  # their calls differ: never shared

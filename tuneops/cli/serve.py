@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -43,8 +44,9 @@ def command(
     """serve registered models over HTTP: OpenAI's /v1 API, POST /predict, GET /health
 
     Serves every registered model over OpenAI's API (GET /v1/models, POST /v1/completions,
-    POST /v1/chat/completions; ids such as <name>@champion or <name>:3) and the champion alias (following it when it
-    moves) or a pinned --model-version on POST /predict. Cache and batching: params.yaml `serve:`.
+    POST /v1/chat/completions, DELETE /v1/models/ID; ids such as <name>@champion, <name>:3, a fine-tuning job's ft:
+    id and its checkpoints' ids) and the champion alias (following it when it moves) or a pinned --model-version on
+    POST /predict. Cache and batching: params.yaml `serve:`.
 
     Binding anything but loopback needs an API key in TUNEOPS_API_KEY; clients send `Authorization: Bearer <key>`."""
     # start-up: FastAPI, torch and MLflow load only when serving (the catalog's models alone cost 6 ms)
@@ -58,7 +60,11 @@ def command(
     params = load_params(options.params_path(ctx))
     register, knobs = params.register_, params.serve
     catalog = Catalog(
-        MlflowRegistry(register, params.generation), knobs.model_cache_size, register.alias, refresh_seconds
+        MlflowRegistry(register, params.generation),
+        knobs.model_cache_size,
+        register.alias,
+        refresh_seconds,
+        root=Path.cwd(),  # the project, as for the fine-tuning routes: its jobs/ holds the jobs' checkpoints
     )
     default = default_model_id(register, model_version)
     warm_up(catalog, default, pinned=model_version is not None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 EXIT_USER_ERROR = 2
 EXIT_TRANSIENT = 75  # EX_TEMPFAIL: the retrain flow retries only this exit code
+EXIT_PAUSED = 76  # training stopped for a pause asked for (a job's), its checkpoint saved: suspend, do not fail
 
 
 class UserError(Exception):

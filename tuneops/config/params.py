@@ -181,9 +181,20 @@ def transformers_names(field: str) -> set[str]:
     return {s.value for s in SchedulerType}
 
 
+class DpoParams(Strict):
+    """train.objective: dpo, under TRL's DPOConfig names (tuneops/training/preference.py passes them on)."""
+
+    beta: float = Field(gt=0)  # how far the policy may move from the reference (DPO's KL weight)
+    loss_type: Literal["sigmoid", "hinge", "ipo", "robust", "bco_pair", "sppo_hard", "apo_zero", "apo_down"]
+    label_smoothing: float = Field(ge=0, lt=0.5)  # cDPO / robust: the share of preference labels taken as noisy
+
+
 class TrainParams(Strict):
+    # supervised: next-token loss on completions; dpo: OpenAI's method {"type": "dpo"} on preference data (TRL)
+    objective: Literal["supervised", "dpo"]
     method: Literal["full", "lora"]
     lora: LoraParams
+    dpo: DpoParams
     early_stopping_patience: int = Field(gt=0)
     args: TrainingArgs
     num_threads: int | None = Field(gt=0)
@@ -332,6 +343,11 @@ class Params(Strict):
             raise ValueError(
                 "train.args.metric_for_best_model: macro_f1 is a classification metric; for generation use loss "
                 "or accuracy (token accuracy on completions)"
+            )
+        if self.train.objective == "dpo" and self.task != "generation":
+            raise ValueError(
+                f"train.objective: dpo trains a causal LM on preference pairs; it needs task: generation "
+                f"(got task: {self.task})"
             )
         return self
 

@@ -38,6 +38,10 @@ MODELS_DIR = Path("models")
 CANDIDATE_DIR = MODELS_DIR / "candidate"
 CHECKPOINT_DIR = MODELS_DIR / "checkpoints"
 REGISTERED_PATH = MODELS_DIR / "registered.json"
+# Not DVC outputs: a pause asked for (training checkpoints and stops; outside the checkpoints, which a fresh start
+# empties), and each logged step with the time it was logged (a job's metrics events; gone with a fresh start).
+PAUSE_REQUEST_PATH = MODELS_DIR / "pause-requested"
+STEP_LOG_PATH = CHECKPOINT_DIR / "steps.jsonl"
 
 FILES_DIR = Path("data/files")  # OpenAI file objects (uploads, result files), content-addressed, `dvc add`-ed
 FILES_LOCK_PATH = Path(".dvc/tmp/tuneops-files.lock")  # one writer of data/files at a time

@@ -96,7 +96,7 @@ class EpochRow(Record):
     epoch: float
     train_loss: float | None
     validation_loss: float
-    validation_accuracy: float  # generation: token accuracy on completions
+    validation_accuracy: float  # generation: token accuracy on completions; dpo: the reward accuracy of pairs
     validation_macro_f1: float | None  # classification only
 
 
@@ -149,6 +149,9 @@ class GenerationScores(Record):
     exact_match: float | None = None  # share of completions generated exactly (stripped): accuracy for labels
     jaccard: float | None = None  # word-level Jaccard of generated and expected (Kaggle's span metric)
     generated: int = 0  # prompts generated for
+    # train.objective dpo (test): share of held-out pairs whose preferred reply the model finds likelier than the
+    # other (summed log-probability of the reply's tokens given the prompt)
+    preference_accuracy: float | None = None
 
 
 class BaseGenerationScores(GenerationScores):

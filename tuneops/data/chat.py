@@ -61,13 +61,24 @@ def with_chat_template(tokenizer: PreTrainedTokenizerBase, declared: ChatTemplat
     return tokenizer
 
 
-def render(tokenizer: PreTrainedTokenizerBase, messages: Messages, add_generation_prompt: bool = False) -> str:
-    """The conversation as the model reads it (text; tokenised like any prompt, so special tokens are the text's)."""
+TEMPLATE_FIELDS = ("role", "content", "tool_calls", "tool_call_id", "name")  # `weight` is tuneops', not the template's
+
+
+def render(
+    tokenizer: PreTrainedTokenizerBase,
+    messages: Messages,
+    add_generation_prompt: bool = False,
+    tools: list[object] | None = None,
+) -> str:
+    """The conversation as the model reads it (text; tokenised like any prompt, so special tokens are the text's);
+    `tools`: the functions the conversation may call (OpenAI's `tools`), for a template that renders them."""
     from jinja2.exceptions import TemplateError  # transformers renders chat templates with jinja2
 
-    plain = [{"role": m["role"], "content": m["content"]} for m in messages]  # `weight` is tuneops', not the template's
+    plain = [{k: m[k] for k in TEMPLATE_FIELDS if k in m} for m in messages]
     try:
-        return tokenizer.apply_chat_template(plain, tokenize=False, add_generation_prompt=add_generation_prompt)
+        return tokenizer.apply_chat_template(
+            plain, tools=tools or None, tokenize=False, add_generation_prompt=add_generation_prompt
+        )
     except TemplateError as exc:  # a template's own refusal (`raise_exception`: roles must alternate, say)
         raise ValueError(f"the model's chat template refused these messages: {exc}") from None
 
@@ -93,18 +104,25 @@ class ChatExample:
     user_text: str
 
 
-def chat_example(tokenizer: PreTrainedTokenizerBase, messages: object) -> ChatExample:
-    """A training example from a conversation; ValueError saying why when its assistant turns cannot be found."""
-    messages = check_messages(messages)
+def chat_example(
+    tokenizer: PreTrainedTokenizerBase, messages: object, tools: list[object] | None = None
+) -> ChatExample:
+    """A training example from a conversation (and the `tools` it may call: OpenAI's function-calling examples);
+    ValueError saying why when its assistant turns cannot be found."""
+    messages = check_messages(messages, tools=tools is not None)
     if messages[-1]["role"] != "assistant":
         raise ValueError("the last message must be the assistant's reply (the completion to learn)")
-    full = render(tokenizer, messages)
+
+    def rendered(part: Messages, add_generation_prompt: bool = False) -> str:
+        return render(tokenizer, part, add_generation_prompt, tools)
+
+    full = rendered(messages)
     spans: list[tuple[int, int, float]] = []
     for k, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        start = render(tokenizer, messages[:k], add_generation_prompt=True)
-        end = render(tokenizer, messages[: k + 1])
+        start = rendered(messages[:k], add_generation_prompt=True)
+        end = rendered(messages[: k + 1])
         for what, text in ((f"messages[:{k}] with the generation prompt", start), (f"messages[:{k + 1}]", end)):
             if not full.startswith(text):
                 raise ValueError(

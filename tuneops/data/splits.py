@@ -16,6 +16,7 @@ from tuneops.config.params import DataParams, GenerationParams, template_fields
 from tuneops.config.paths import MANIFEST_PATH, SPLITS, split_path
 from tuneops.config.records import Manifest, SplitManifest
 from tuneops.data.chat import chat_example
+from tuneops.data.preference import has_preferences, preference_rows
 from tuneops.data.templates import render
 from tuneops.io.files import sha256_file, staged_dir, write_json
 
@@ -76,9 +77,10 @@ def _row_label(origin: str, index: int) -> str:
 
 def _chat_pairs(df: pd.DataFrame, origin: str, tokenizer: PreTrainedTokenizerBase) -> pd.DataFrame:
     rows = []
-    for i, messages in enumerate(df["messages"]):
+    tools = df["tools"] if "tools" in df.columns else [None] * len(df)  # OpenAI's function-calling examples
+    for i, (messages, tools_) in enumerate(zip(df["messages"], tools, strict=True)):
         try:
-            example = chat_example(tokenizer, messages)
+            example = chat_example(tokenizer, messages, tools_ if isinstance(tools_, list) else None)
         except ValueError as exc:
             raise UserError(f"{_row_label(origin, i)}: field 'messages': {exc}") from None
         spans = [list(span) for span in example.prompt_spans]
@@ -117,7 +119,8 @@ def to_pairs(
     df: pd.DataFrame, origin: str, gen: GenerationParams, tokenizer: PreTrainedTokenizerBase | None = None
 ) -> pd.DataFrame:
     """A source's rows as prompt/completion pairs: chat JSONL rendered with the model's chat template
-    (tuneops.data.chat; `tokenizer` carries it), other sources through the templates.
+    (tuneops.data.chat; `tokenizer` carries it), preference JSONL likewise with the other reply as `rejected`
+    (tuneops.data.preference), other sources through the templates.
 
     `source_text` is the prompt template's first field (the user's last message, for chat): what the copy
     baseline of evaluate answers with. Every pair also has `prompt_spans`, the character spans of its prompt that
@@ -125,6 +128,11 @@ def to_pairs(
     `weight: 0`, learned from as context only).
     """
     df = df.reset_index(drop=True)
+    if has_preferences(df):  # OpenAI's preference JSONL (DPO): the preferred reply is the completion
+        if tokenizer is None:
+            raise ValueError("preference data needs the model's tokenizer (its chat template) to render it")
+        pairs = preference_rows(df, origin, tokenizer)
+        return pairs.assign(prompt_spans=[[] for _ in range(len(pairs))], completion_weight=1.0)
     if "messages" not in df.columns:
         pairs = _templated_pairs(df, origin, gen).astype("string")
         return pairs.assign(prompt_spans=[[] for _ in range(len(pairs))], completion_weight=1.0)

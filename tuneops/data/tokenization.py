@@ -122,3 +122,24 @@ def token_spans(offsets: list[tuple[int, int]], char_spans: list[list[int]]) -> 
 def _spans(row: dict[str, object]) -> list[list[int]]:
     spans = row.get("prompt_spans")
     return [] if spans is None else [[int(s), int(e)] for s, e in spans]
+
+
+def encode_preferences(
+    df: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, max_length: int
+) -> tuple[Columns, LengthStats]:
+    """Preference pairs (train.objective: dpo): encode_pairs' columns for prompt + completion (the preferred
+    reply), the same for prompt + rejected (`rejected_input_ids`; the prompt's tokens, and so `prompt_length`,
+    are the same), and the `rejected` text. A pair either of whose sequences is over max_length is dropped.
+
+    TRL's DPOTrainer (1.16) tokenizes prompt/chosen/rejected texts itself and takes no pre-tokenized rows, so
+    train hands it the texts; these ids are what evaluate scores (loss, preference accuracy) with, masked by
+    position as at every other stage."""
+    chosen, _ = encode_pairs(df, tokenizer, max_length=2**62)  # nothing dropped yet: both sides decide
+    rejected, _ = encode_pairs(df.assign(completion=df["rejected"]), tokenizer, max_length=2**62)
+    longer = np.array([max(len(a), len(b)) for a, b in zip(chosen["input_ids"], rejected["input_ids"], strict=True)])
+    stats = length_stats(longer, max_length)
+    fits = np.flatnonzero(longer <= max_length)
+    columns = {name: [values[i] for i in fits] for name, values in chosen.items()}
+    columns["rejected_input_ids"] = [rejected["input_ids"][i] for i in fits]
+    columns["rejected"] = [df["rejected"].iloc[i] for i in fits]
+    return columns, stats

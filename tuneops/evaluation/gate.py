@@ -60,6 +60,18 @@ def beats_base(
     return check("beats_base", ours, needed, ours is not None and needed is not None and ours > needed, detail)
 
 
+def preference_beats_base(test: GenerationScores, base: BaseGenerationScores, params: EvaluateParams) -> GateCheck:
+    """train.objective dpo: the candidate's held-out preference accuracy (preferred reply likelier than the other)
+    strictly above the base model's on the same pairs + base_margin: DPO that does not move the model's
+    preferences the data's way has not worked, whatever its generations score."""
+    ours, theirs = test.preference_accuracy, base.preference_accuracy
+    needed = None if theirs is None else theirs + params.base_margin
+    scored = "no recorded value" if theirs is None else f"{theirs:.4f}"
+    detail = f"test preference accuracy vs the base model {base.model} ({scored}) + base_margin {params.base_margin}"
+    passed = ours is not None and needed is not None and ours > needed
+    return check("preference_beats_base", ours, needed, passed, detail)
+
+
 def gate(metrics: Metrics, params: EvaluateParams, champion: Champion | None) -> GateVerdict:
     test, gap = metrics.test, metrics.gap
     checks = [
@@ -81,7 +93,8 @@ def gate(metrics: Metrics, params: EvaluateParams, champion: Champion | None) ->
 
 def gate_generation(metrics: GenerationMetrics, params: EvaluateParams, champion: Champion | None) -> GateVerdict:
     """A generation candidate: a floor on its generated completions' metric, the loss gap (test - train, on
-    completion tokens), beating every trivial baseline, the base model, and the champion."""
+    completion tokens), beating every trivial baseline, the base model, and the champion; trained on preferences
+    (its test scores have a preference accuracy), beating the base's preference accuracy too."""
     g = params.generation
     metric, test = g.primary_metric, metrics.test
     ours = getattr(test, metric)
@@ -101,4 +114,6 @@ def gate_generation(metrics: GenerationMetrics, params: EvaluateParams, champion
         beats_base(test, metrics.base, params),
         beats_champion(test, champion, params),
     ]
+    if test.preference_accuracy is not None:
+        checks.append(preference_beats_base(test, metrics.base, params))
     return GateVerdict(verdict="passed" if all(c.passed for c in checks) else "failed", checks=checks)

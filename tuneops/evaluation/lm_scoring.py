@@ -17,7 +17,7 @@ import torch
 
 from tuneops.config.records import BaselineScores, GenerationSample
 from tuneops.data.chat import turn_end
-from tuneops.models.batches import PAD_TO_MULTIPLE_OF, CompletionCollator, length_sorted_batches
+from tuneops.models.batches import PAD_TO_MULTIPLE_OF, CompletionCollator, length_sorted_batches, pad_right
 from tuneops.quality.measures import common_suffix
 
 if TYPE_CHECKING:
@@ -131,3 +131,32 @@ def samples(
         )
         for p, e, c, b in zip(prompts, expected, completions, base, strict=True)
     ]
+
+
+@torch.inference_mode()
+def completion_logprobs(
+    model: PreTrainedModel, pad_id: int, ids: Sequence[Sequence[int]], starts: Sequence[int], batch_size: int
+) -> np.ndarray:
+    """Each row's summed log-probability of its tokens from `starts[i]` on (the completion, its eos included) given
+    the tokens before them, teacher-forced; padding masked by position (pad_right), never by id."""
+    device = next(model.parameters()).device
+    totals = np.zeros(len(ids))
+    for idx in length_sorted_batches([len(x) for x in ids], batch_size):
+        batch, mask = pad_right([ids[i] for i in idx], pad_id, PAD_TO_MULTIPLE_OF)
+        batch, mask = batch.to(device), mask.to(device)
+        logps = model(input_ids=batch, attention_mask=mask).logits[:, :-1].float().log_softmax(-1)
+        token = logps.gather(-1, batch[:, 1:, None])[..., 0]  # log p(token t+1 | tokens up to t)
+        positions = torch.arange(1, batch.shape[1], device=device)
+        begins = torch.as_tensor([starts[i] for i in idx], device=device)[:, None]
+        scored = (positions[None, :] >= begins) & mask[:, 1:].bool()  # completion tokens of each row
+        totals[idx] = (token * scored).sum(-1).cpu().numpy()
+    return totals
+
+
+def preference_accuracy(model: PreTrainedModel, pad_id: int, rows: Dataset, batch_size: int) -> float:
+    """The share of preference pairs whose preferred completion the model finds likelier than the rejected one
+    (summed log-probabilities given the prompt; a tie counts as a miss). Both share the prompt's tokens."""
+    starts = rows["prompt_length"]
+    chosen = completion_logprobs(model, pad_id, rows["input_ids"], starts, batch_size)
+    rejected = completion_logprobs(model, pad_id, rows["rejected_input_ids"], starts, batch_size)
+    return float(np.mean(chosen > rejected))

@@ -9,6 +9,11 @@ generation equal `SamplingParams.normalized()`: every greedy request of a versio
 stops alike), and each group runs as one call, its SamplingParams handed to generation unchanged. Answers go back
 to each request's event loop as typed events on its asyncio.Queue: TextDelta as text comes, then Finished or
 Failed.
+
+One request's bad input never fails another's: what can be checked per request (its prompts against the model's
+context, each row's seeded generator) is checked before it joins a call, and it fails alone; a call that fails
+anyway runs again one request at a time, so only the request that fails alone fails (a request that already
+streamed text from the failed call cannot start over, and fails with it).
 """
 
 from __future__ import annotations
@@ -25,8 +30,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import torch
 
-from tuneops.inference.generation import Completion, generate_with
-from tuneops.inference.sampling import SamplingParams
+from tuneops.inference.generation import Completion, Prompt, Tokens, check_token_ids, generate_with, vocab_size
+from tuneops.inference.sampling import SamplingParams, generator
 from tuneops.models.hardware import native_bf16
 from tuneops.models.loading import predict_logits
 
@@ -50,10 +55,11 @@ Results = list[Completion] | list[Classified]  # one per row, in the request's o
 
 @dataclass(frozen=True)
 class TextDelta:
-    """Streamed text of one row that no stop sequence can claim any more."""
+    """Streamed text of one row that no stop sequence can claim any more, with its tokens' logprobs if asked."""
 
     row: int
     text: str
+    logprobs: Tokens | None = None
 
 
 @dataclass(frozen=True)
@@ -100,12 +106,15 @@ class InferenceRequest:
     """One HTTP request's rows for one model. `sampling` None: classify (each row's label)."""
 
     served: Loaded
-    prompts: list[str]
+    prompts: list[Prompt]  # texts, or token ids the model sees as they are
     sampling: SamplingParams | None
     loop: asyncio.AbstractEventLoop
     events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
     stream: bool = False
     truncate: bool = False  # /predict truncates long texts as it always has; the OpenAI routes refuse them
+    # the worker's: each row's generator (sampling only), and whether text of this request went out already
+    generators: list[torch.Generator] | None = field(default=None, init=False)
+    streamed: bool = field(default=False, init=False)
 
     def key(self) -> GroupKey:
         return id(self.served.model), None if self.sampling is None else self.sampling.normalized()
@@ -189,39 +198,65 @@ class Batcher:
         return requests, False
 
     def _run(self, group: list[InferenceRequest]) -> None:
-        runnable = [request for request in group if self._fits(request)]
-        if not runnable:
-            return
-        rows = sum(len(request.prompts) for request in runnable)
+        runnable = [request for request in group if self._admit(request)]
+        if runnable:
+            self._answer(runnable)
+
+    def _answer(self, requests: list[InferenceRequest]) -> None:
+        """One call for the requests; when it fails and they were several, each runs again alone."""
+        rows = sum(len(request.prompts) for request in requests)
         self.stats.calls += 1
-        self.stats.requests += len(runnable)
+        self.stats.requests += len(requests)
         self.stats.rows += rows
         self.stats.largest_call = max(self.stats.largest_call, rows)
         try:
-            results = self._call(runnable)
+            results = self._call(requests)
         except Exception as exc:  # one bad call fails its requests, never the worker
-            log.warning("a batch of %d requests failed: %s: %s", len(runnable), type(exc).__name__, exc)
-            for request in runnable:
-                request.emit(Failed(exc))
+            log.warning("a call for %d requests failed: %s: %s", len(requests), type(exc).__name__, exc)
+            for request in requests:
+                if len(requests) == 1 or request.streamed:
+                    request.emit(Failed(exc))
+                elif self._admit(request):  # admitted again: its generators start over from their seeds
+                    self._answer([request])
             return
         start = 0
-        for request in runnable:
+        for request in requests:
             request.emit(Finished(results[start : start + len(request.prompts)]))
             start += len(request.prompts)
 
-    def _fits(self, request: InferenceRequest) -> bool:
-        """Each prompt within the model's context (with the tokens asked for); the request fails alone otherwise."""
-        if request.truncate:
-            return True
-        context = context_length(request.served.model)
-        budget = request.sampling.max_tokens if request.sampling is not None else 0
-        if context is None:
-            return True
-        for row, ids in enumerate(request.served.tokenizer(request.prompts)["input_ids"]):
-            if len(ids) + budget > context:
-                request.emit(Failed(PromptTooLong(row, len(ids), budget, context)))
-                return False
+    def _admit(self, request: InferenceRequest) -> bool:
+        """Whether the request may join a call: what fails it alone is found here, before it shares one."""
+        try:
+            self._check_context(request)
+            request.generators = self._generators(request)
+        except Exception as exc:
+            log.info("a request was refused before its call: %s: %s", type(exc).__name__, exc)
+            request.emit(Failed(exc))
+            return False
         return True
+
+    def _check_context(self, request: InferenceRequest) -> None:
+        """Each prompt within the model's context (with the tokens asked for), else PromptTooLong."""
+        context = context_length(request.served.model)
+        if request.truncate or context is None:
+            return
+        budget = request.sampling.max_tokens if request.sampling is not None else 0
+        texts = [p for p in request.prompts if isinstance(p, str)]
+        lengths = iter(len(ids) for ids in request.served.tokenizer(texts)["input_ids"]) if texts else iter(())
+        for row, prompt in enumerate(request.prompts):
+            length = next(lengths) if isinstance(prompt, str) else len(prompt)
+            if length + budget > context:
+                raise PromptTooLong(row, length, budget, context)
+
+    @staticmethod
+    def _generators(request: InferenceRequest) -> list[torch.Generator] | None:
+        """Each sampled row's own seeded generator, built before the request joins a call: a seed torch refuses
+        (a client's seed of 2**64) is then this request's error, not that of every request batched with it."""
+        sampling = request.sampling
+        if sampling is None or sampling.greedy:
+            return None
+        device = next(request.served.model.parameters()).device
+        return [generator(seed, device) for seed in sampling.seeds(len(request.prompts))]
 
     def _call(self, requests: list[InferenceRequest]) -> Results:
         prompts = [p for request in requests for p in request.prompts]
@@ -230,21 +265,22 @@ class Batcher:
             return classify(served.model, served.tokenizer, prompts, self.max_batch, truncate=requests[0].truncate)
         owners = [(request, row) for request in requests for row in range(len(request.prompts))]
 
-        def on_text(index: int, delta: str) -> None:
+        def on_text(index: int, delta: str, tokens: Tokens | None) -> None:
             request, row = owners[index]
             if request.stream:
-                request.emit(TextDelta(row, delta))
+                request.streamed = True
+                request.emit(TextDelta(row, delta, tokens))
 
         streaming = any(request.stream for request in requests)
-        # each request's own seeds: the group's params are normalized (seed None), so a seeded request samples
-        # the same text whatever joins its call
-        seeds = [seed for r in requests if r.sampling is not None for seed in r.sampling.seeds(len(r.prompts))]
+        # each request's own generators: the group's params are normalized (seed None), so a seeded request
+        # samples the same text whatever joins its call
+        generators = None if params.greedy else [g for r in requests for g in r.generators or []]
         return generate_with(
             served.model,
             served.tokenizer,
             prompts,
             params,
-            seeds=seeds,
+            generators=generators,
             batch_size=self.max_batch,
             on_text=on_text if streaming else None,
             # fp32: bf16 autocast in the decode loop meets a new KV length every step, and oneDNN builds bf16
@@ -254,12 +290,16 @@ class Batcher:
 
 
 def classify(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str], batch_size: int, truncate: bool = True
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[Prompt],
+    batch_size: int,
+    truncate: bool = True,
 ) -> list[Classified]:
-    """Each text's label and the log-probability of every label (log-softmax of the logits, never log(0))."""
+    """Each text's (or token-id prompt's) label and the log-probability of every label (log-softmax of the
+    logits, never log(0))."""
     limit = context_length(model) or tokenizer.model_max_length
-    encoded = tokenizer(texts, truncation=truncate, max_length=limit if truncate else None)["input_ids"]
-    encoded = [ids or [tokenizer.eos_token_id] for ids in encoded]  # an empty text still gets one token
+    encoded = _classifier_ids(model, tokenizer, texts, limit if truncate else None)
     logits = predict_logits(model, tokenizer, encoded, batch_size, native_bf16())
     logprobs = torch.log_softmax(torch.from_numpy(logits), dim=-1).numpy()
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
@@ -271,3 +311,17 @@ def classify(
         )
         for row, ids in zip(logprobs, encoded, strict=True)
     ]
+
+
+def _classifier_ids(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[Prompt], limit: int | None
+) -> list[list[int]]:
+    """Each prompt's token ids, cut to `limit` when given; an empty text still gets one token (eos)."""
+    texts = [p for p in prompts if isinstance(p, str)]
+    tokenized = iter(tokenizer(texts, truncation=limit is not None, max_length=limit)["input_ids"] if texts else [])
+    vocab = vocab_size(model)
+    encoded = [
+        list(next(tokenized)) if isinstance(p, str) else check_token_ids(p, vocab, row)[:limit]
+        for row, p in enumerate(prompts)
+    ]
+    return [ids or [tokenizer.eos_token_id] for ids in encoded]

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Literal
 import torch
 
 from tuneops.inference.detokenize import IncrementalText
-from tuneops.inference.sampling import SamplingParams, next_tokens
+from tuneops.inference.sampling import SamplingParams, generator, next_tokens
 from tuneops.models.batches import left_pad, length_sorted_batches
 from tuneops.models.loading import is_generator
 
@@ -36,7 +36,33 @@ if TYPE_CHECKING:
     from transformers import Cache, PreTrainedModel, PreTrainedTokenizerBase
 
 FinishReason = Literal["stop", "length"]
-OnText = Callable[[int, str], None]  # (the prompt's index, text that became final)
+Prompt = str | Sequence[int]  # a text, or the token ids the model is to see exactly as given
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """Tokens and their log-probabilities under the model (before temperature and top_p): each token's text, its
+    log-probability (None for an echoed prompt's first token: nothing precedes it), and the `top_logprobs` most
+    likely tokens at its place with theirs, most likely first (none for that first token)."""
+
+    tokens: list[str] = field(default_factory=list)
+    logprobs: list[float | None] = field(default_factory=list)
+    top: list[list[tuple[str, float]]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def since(self, start: int) -> Tokens:
+        """The tokens from `start` on (a streamed chunk's own)."""
+        return Tokens(self.tokens[start:], self.logprobs[start:], self.top[start:])
+
+    def add(self, token: str, logprob: float | None, top: list[tuple[str, float]]) -> None:
+        self.tokens.append(token)
+        self.logprobs.append(logprob)
+        self.top.append(top)
+
+
+OnText = Callable[[int, str, Tokens | None], None]  # (the prompt's index, text that became final, its tokens)
 
 
 @dataclass(frozen=True)
@@ -47,11 +73,17 @@ class Completion:
     finish_reason: FinishReason  # stop: a stop sequence or eos; length: max_new_tokens reached
     prompt_tokens: int
     completion_tokens: int  # every token generated, the eos or the tokens that made up the stop included
-    # with logprobs=True: the log-probability of each generated token under the model (before temperature and
-    # top_p), and each token's own text; with echo=True as well the prompt's tokens come first, the very first
-    # one None (nothing precedes it), as OpenAI's Completions API answers
-    token_logprobs: list[float | None] | None = None
-    tokens: list[str] | None = None
+    # with logprobs=True: every generated token (with echo=True the prompt's first), as OpenAI's Completions API
+    # answers them
+    logprobs: Tokens | None = None
+
+    @property
+    def tokens(self) -> list[str] | None:
+        return None if self.logprobs is None else self.logprobs.tokens
+
+    @property
+    def token_logprobs(self) -> list[float | None] | None:
+        return None if self.logprobs is None else self.logprobs.logprobs
 
 
 def generate(
@@ -71,6 +103,7 @@ def generate(
     truncate_prompt: bool = False,
     bf16: bool = False,
     seeds: Sequence[int] | None = None,
+    top_logprobs: int = 0,
 ) -> list[Completion]:
     """`generate_with` with the sampling settings as keywords (evaluate's and the tests' form); see there."""
     params = SamplingParams(
@@ -81,6 +114,7 @@ def generate(
         seed=seed,
         logprobs=logprobs,
         echo=echo,
+        top_logprobs=top_logprobs,
     )
     return generate_with(
         model,
@@ -98,20 +132,25 @@ def generate(
 def generate_with(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    prompts: Sequence[str],
+    prompts: Sequence[Prompt],
     params: SamplingParams,
     *,
     batch_size: int = 32,
     seeds: Sequence[int] | None = None,
+    generators: Sequence[torch.Generator | None] | None = None,
     on_text: OnText | None = None,
     truncate_prompt: bool = False,
     bf16: bool = False,
 ) -> list[Completion]:
-    """Complete each prompt as `params` says; the answers come back in the prompts' order.
+    """Complete each prompt (a text, or token ids used as they are) as `params` says; the answers come back in the
+    prompts' order.
 
     Each row samples from its own generator seeded `seeds[row]` (by default `params.seed + row`), so the same seed
-    gives the same text whatever the batch size or the other prompts. `on_text(row, delta)` gets each row's text
-    as it becomes final; the deltas of a row join into its Completion.text (with echo, the prompt first). A
+    gives the same text whatever the batch size or the other prompts; `generators` hands in rows' generators
+    already built (the server builds them per request, so a seed torch refuses fails that request alone).
+    `on_text(row, delta, tokens)` gets each row's text as it becomes final, with the tokens that brought it when
+    `params.logprobs` (else None); a row's deltas join into its Completion.text (with echo, the prompt first) and
+    their tokens into its `logprobs`, but for tokens that brought no text (an eos, a stop sequence's). A
     prompt that leaves fewer than max_tokens of the model's positions is a ValueError, unless `truncate_prompt`
     (then its first tokens are dropped). fp32 by default, so evaluation's greedy text is exactly the model's;
     `bf16` runs an fp32 model under bf16 autocast. For serving where bf16 is native, cast the model once instead
@@ -120,11 +159,11 @@ def generate_with(
     """
     if not is_generator(model):
         raise ValueError(f"model: a {type(model).__name__} does not generate text (a causal language model does)")
-    _check_args(prompts, batch_size, seeds)
+    _check_args(prompts, batch_size, seeds, generators)
     prompts = list(prompts)  # a datasets Column or any sequence: indexed many times below
-    encoded = _encode(tokenizer, prompts, _max_positions(model), params.max_tokens, truncate_prompt)
+    encoded = _encode(tokenizer, prompts, model, params.max_tokens, truncate_prompt)
     seeds = params.seeds(len(prompts)) if seeds is None else seeds
-    run = _Run(params, bf16, _eos_ids(model, tokenizer), _pad_id(tokenizer), on_text)
+    run = _Run(params, bf16, _eos_ids(model, tokenizer), _pad_id(tokenizer), on_text, tokenizer)
     out: list[Completion | None] = [None] * len(prompts)
     for batch in length_sorted_batches([len(ids) for ids in encoded], batch_size):
         rows = [
@@ -134,11 +173,12 @@ def generate_with(
                 IncrementalText(tokenizer, params.stop),
                 _echo_text(prompts[i], encoded[i], tokenizer, params.echo),
                 seeds[i],
+                generator=None if generators is None else generators[i],
             )
             for i in batch
         ]
         for row in _run_batch(model, tokenizer, rows, run):
-            out[row.index] = row.completion(tokenizer, params)
+            out[row.index] = row.completion(params)
     return out  # type: ignore[return-value]  # every index was filled by its batch
 
 
@@ -151,18 +191,70 @@ class _Run:
     eos_ids: frozenset[int]
     pad_id: int
     on_text: OnText | None
+    tokenizer: PreTrainedTokenizerBase
+    pieces: dict[int, str] = field(default_factory=dict)  # each token id's own text, decoded once a call
+
+    def texts(self, ids: list[int]) -> list[str]:
+        """Each token's own text (as OpenAI's logprobs show it), decoding in one call only the ids not seen yet."""
+        new = list(dict.fromkeys(i for i in ids if i not in self.pieces))
+        if new:
+            self.pieces.update(zip(new, self.tokenizer.batch_decode([[i] for i in new]), strict=True))
+        return [self.pieces[i] for i in ids]
 
 
-def _check_args(prompts: Sequence[str], batch_size: int, seeds: Sequence[int] | None) -> None:
+def _check_args(
+    prompts: Sequence[Prompt],
+    batch_size: int,
+    seeds: Sequence[int] | None,
+    generators: Sequence[torch.Generator | None] | None,
+) -> None:
     """The arguments' own errors besides the settings' (SamplingParams checks those), each naming its argument."""
     if isinstance(prompts, str):
         raise ValueError("prompts: a list of strings, not one string")
-    if not all(isinstance(p, str) for p in prompts):
-        raise ValueError("prompts: every prompt must be a string")
+    if not all(isinstance(p, str) or is_token_ids(p) for p in prompts):
+        raise ValueError("prompts: every prompt must be a string or a list of token ids")
     if batch_size < 1:
         raise ValueError(f"batch_size: must be 1 or more, got {batch_size}")
-    if seeds is not None and len(seeds) != len(prompts):
-        raise ValueError(f"seeds: {len(seeds)} seeds for {len(prompts)} prompts")
+    for name, given in (("seeds", seeds), ("generators", generators)):
+        if given is not None and len(given) != len(prompts):
+            raise ValueError(f"{name}: {len(given)} {name} for {len(prompts)} prompts")
+
+
+def is_token_ids(prompt: object) -> bool:
+    return isinstance(prompt, Sequence) and not isinstance(prompt, str) and all(type(t) is int for t in prompt)
+
+
+def check_token_ids(ids: Sequence[int], vocab: int, row: int) -> list[int]:
+    """A token-id prompt as the model takes it. An id past the model's embedding table would be an IndexError on
+    CPU and, on CUDA, a device-side assert that breaks every later request of the process: refused first."""
+    if not ids:
+        raise ValueError(f"prompt {row}: an empty list of token ids")
+    if (bad := next((t for t in ids if not 0 <= t < vocab), None)) is not None:
+        raise ValueError(f"prompt {row}: token id {bad} is not in the model's vocabulary (0 to {vocab - 1})")
+    return list(ids)
+
+
+def vocab_size(model: PreTrainedModel) -> int:
+    """The ids the model has embeddings for (its config's vocab_size can lag a resize)."""
+    return int(model.get_input_embeddings().num_embeddings)
+
+
+def encode_prompts(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Prompt], vocab: int) -> list[list[int]]:
+    """Every prompt's token ids: texts tokenized in one call, token ids checked and used as they are."""
+    texts = [i for i, p in enumerate(prompts) if isinstance(p, str)]
+    encoded: list[list[int]] = [[] for _ in prompts]
+    if texts:
+        for i, ids in zip(texts, tokenizer([prompts[i] for i in texts])["input_ids"], strict=True):
+            encoded[i] = list(ids) or [_start_id(tokenizer)]
+    for i, prompt in enumerate(prompts):
+        if not isinstance(prompt, str):
+            encoded[i] = check_token_ids(prompt, vocab, i)
+    return encoded
+
+
+def _start_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    """What an empty text prompt starts from: the beginning-of-text token, as GPT-2 was trained (OpenAI does too)."""
+    return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
 
 
 def _max_positions(model: PreTrainedModel) -> int | None:
@@ -172,18 +264,16 @@ def _max_positions(model: PreTrainedModel) -> int | None:
 
 def _encode(
     tokenizer: PreTrainedTokenizerBase,
-    prompts: Sequence[str],
-    positions: int | None,
+    prompts: Sequence[Prompt],
+    model: PreTrainedModel,
     max_new_tokens: int,
     truncate: bool,
 ) -> list[list[int]]:
     """Token ids of every prompt (one tokenizer call), each checked to leave room for max_new_tokens."""
     if not prompts:
         return []
-    encoded = tokenizer(list(prompts))["input_ids"]
-    # an empty prompt starts from the beginning-of-text token, as GPT-2 was trained (OpenAI does the same)
-    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    encoded = [list(ids) or [start] for ids in encoded]
+    encoded = encode_prompts(tokenizer, prompts, vocab_size(model))
+    positions = _max_positions(model)
     if positions is None:
         return encoded
     room = positions - max_new_tokens
@@ -214,11 +304,13 @@ def _pad_id(tokenizer: PreTrainedTokenizerBase) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
-def _echo_text(prompt: str, ids: list[int], tokenizer: PreTrainedTokenizerBase, echo: bool) -> str:
-    """The prompt as echoed: as given, or as the model saw it when it was cut to fit."""
+def _echo_text(prompt: Prompt, ids: list[int], tokenizer: PreTrainedTokenizerBase, echo: bool) -> str:
+    """The prompt as echoed: as given, or as the model saw it when it was cut to fit or given as token ids."""
     if not echo:
         return ""
-    return prompt if len(ids) >= len(tokenizer(prompt)["input_ids"]) else tokenizer.decode(ids)
+    if isinstance(prompt, str) and len(ids) >= len(tokenizer(prompt)["input_ids"]):
+        return prompt
+    return tokenizer.decode(ids)
 
 
 @dataclass
@@ -228,26 +320,27 @@ class _Row:
     text: IncrementalText
     echo: str
     seed: int
+    generator: torch.Generator | None = None  # sampling.next_tokens draws this row's tokens from it
     finish: FinishReason | None = None
     generated: list[int] = field(default_factory=list)
-    logprobs: list[float] = field(default_factory=list)
-    prompt_logprobs: list[float | None] = field(default_factory=list)
-    generator: torch.Generator | None = None  # sampling.next_tokens draws this row's tokens from it
+    scored: Tokens = field(default_factory=Tokens)  # with logprobs: the echoed prompt's tokens, then the generated
+    streamed: int = 0  # how many of `scored` went to on_text
 
-    def completion(self, tokenizer: PreTrainedTokenizerBase, params: SamplingParams) -> Completion:
-        token_logprobs = tokens = None
-        if params.logprobs:
-            token_logprobs = [*self.prompt_logprobs, *self.logprobs]
-            ids = (self.prompt_ids if params.echo else []) + self.generated
-            tokens = tokenizer.batch_decode([[i] for i in ids]) if ids else []
+    def completion(self, params: SamplingParams) -> Completion:
         return Completion(
             text=self.echo + self.text.text,
             finish_reason=self.finish or "length",
             prompt_tokens=len(self.prompt_ids),
             completion_tokens=len(self.generated),
-            token_logprobs=token_logprobs,
-            tokens=tokens,
+            logprobs=self.scored if params.logprobs else None,
         )
+
+    def send(self, run: _Run, text: str) -> None:
+        """Hand `text` to on_text with the tokens scored since the last time (None without logprobs)."""
+        tokens = self.scored.since(self.streamed) if run.params.logprobs else None
+        self.streamed = len(self.scored)
+        if run.on_text is not None:
+            run.on_text(self.index, text, tokens)
 
 
 @torch.inference_mode()
@@ -257,23 +350,26 @@ def _run_batch(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows:
 
     p, device = run.params, next(model.parameters()).device
     for row in rows:
-        if not p.greedy:
-            row.generator = torch.Generator(device=device).manual_seed(row.seed)
-        if run.on_text and row.echo:
-            run.on_text(row.index, row.echo)
+        if not p.greedy and row.generator is None:
+            row.generator = generator(row.seed, device)
     score_prompt = p.echo and p.logprobs
     if p.max_tokens == 0 and not score_prompt:
-        return rows
+        return _send_echo(rows, run)
     forward = _Forward(model, DynamicCache(config=model.config), run.bf16)
     ids, mask, positions = (t.to(device) for t in left_pad([r.prompt_ids for r in rows], run.pad_id))
     logits = forward(ids, mask, positions, last_only=not score_prompt)
     if score_prompt:
-        _score_prompts(rows, logits, ids)
+        _score_prompts(rows, logits, ids, run)
+    _send_echo(rows, run)  # after scoring: a streamed echo carries its tokens' logprobs
+    if p.max_tokens == 0:
+        return rows
     logits = logits[:, -1, :].float()  # as generate() does: choose from fp32 logits
     active = rows
     for step in range(p.max_tokens):
         tokens = next_tokens(logits, p, active)
-        _advance(tokenizer, active, tokens, logits if p.logprobs else None, run, last=step == p.max_tokens - 1)
+        if p.logprobs:
+            _score_step(active, logits, tokens, run)
+        _advance(tokenizer, active, tokens, run, last=step == p.max_tokens - 1)
         kept = [j for j, row in enumerate(active) if row.finish is None]
         if not kept:
             break
@@ -315,27 +411,57 @@ class _Forward:
         return out.logits
 
 
-def _score_prompts(rows: list[_Row], logits: torch.Tensor, ids: torch.Tensor) -> None:
-    """Each prompt token's log-probability given the tokens before it (echo with logprobs)."""
-    logp = torch.log_softmax(logits[:, :-1, :].float(), dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
+def _send_echo(rows: list[_Row], run: _Run) -> list[_Row]:
+    for row in rows:
+        if run.on_text and row.echo:
+            row.send(run, row.echo)
+    return rows
+
+
+def _top(logp: torch.Tensor, k: int) -> list[list[tuple[int, float]]]:
+    """The k most likely tokens at each place (each row of `logp`) with their log-probabilities, most likely first."""
+    if k == 0:
+        return [[] for _ in range(logp.shape[0])]
+    values, ids = logp.topk(min(k, logp.shape[-1]), dim=-1)
+    return [list(zip(i, v, strict=True)) for i, v in zip(ids.tolist(), values.tolist(), strict=True)]
+
+
+def _score(row: _Row, run: _Run, ids: list[int], logprobs: list[float], tops: list[list[tuple[int, float]]]) -> None:
+    """Add tokens to the row's scored ones, each with the most likely tokens at its place (one decode call)."""
+    texts = run.texts(ids + [i for top in tops for i, _ in top])
+    alternatives = iter(texts[len(ids) :])
+    for text, logprob, top in zip(texts[: len(ids)], logprobs, tops, strict=True):
+        row.scored.add(text, logprob, [(next(alternatives), lp) for _, lp in top])
+
+
+def _score_prompts(rows: list[_Row], logits: torch.Tensor, ids: torch.Tensor, run: _Run) -> None:
+    """Each prompt token's log-probability given the tokens before it (echo with logprobs); the first has none."""
+    logp = torch.log_softmax(logits[:, :-1, :].float(), dim=-1)
+    chosen = logp.gather(-1, ids[:, 1:, None])[..., 0]
     for j, row in enumerate(rows):
-        n = len(row.prompt_ids)
-        row.prompt_logprobs = [None, *logp[j, logp.shape[1] - (n - 1) :].tolist()]
+        place = slice(logp.shape[1] - (len(row.prompt_ids) - 1), None)  # left padding: the row's own places
+        row.scored.add(run.texts(row.prompt_ids[:1])[0], None, [])
+        tops = _top(logp[j, place], run.params.top_logprobs)
+        _score(row, run, row.prompt_ids[1:], chosen[j, place].tolist(), tops)
+
+
+def _score_step(rows: list[_Row], logits: torch.Tensor, tokens: torch.Tensor, run: _Run) -> None:
+    """Each new token's log-probability under the model (before temperature and top_p) and the most likely ones."""
+    logp = torch.log_softmax(logits, dim=-1)
+    chosen = logp.gather(-1, tokens[:, None])[:, 0].tolist()
+    tops = _top(logp, run.params.top_logprobs)
+    for j, (row, token) in enumerate(zip(rows, tokens.tolist(), strict=True)):
+        _score(row, run, [token], [chosen[j]], [tops[j]])
 
 
 def _advance(
     tokenizer: PreTrainedTokenizerBase,
     rows: list[_Row],
     tokens: torch.Tensor,
-    logits: torch.Tensor | None,
     run: _Run,
     last: bool,
 ) -> None:
     """Append each row's new token, decode the text it brought, end rows on eos, a stop sequence or the limit."""
-    if logits is not None:
-        chosen = torch.log_softmax(logits, dim=-1).gather(-1, tokens[:, None])[:, 0].tolist()
-        for row, logprob in zip(rows, chosen, strict=True):
-            row.logprobs.append(logprob)
     for row, token in zip(rows, tokens.tolist(), strict=True):
         row.generated.append(token)
         if token in run.eos_ids:
@@ -352,4 +478,4 @@ def _advance(
         elif last and row.finish is None:
             row.finish = "length"
         if run.on_text and (delta := row.text.ready(row.finish is not None)):
-            run.on_text(row.index, delta)
+            row.send(run, delta)

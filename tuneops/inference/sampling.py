@@ -26,7 +26,9 @@ class SamplingParams:
 
     temperature 0 is greedy; above 0 samples from the temperature-scaled distribution cut to its top_p mass.
     Each row draws from its own generator seeded `seed + row`, so the same seed gives the same text whatever the
-    batch. `logprobs`: each generated token's log-probability; `echo`: the prompt first (scored with logprobs).
+    batch. `logprobs`: each token's log-probability, with the `top_logprobs` most likely tokens at its place (both
+    from the model's own distribution, before temperature and top_p, as vLLM's default `raw_logprobs`: what the
+    model thinks, whatever the sampling settings); `echo`: the prompt first (scored with logprobs).
     """
 
     max_tokens: int
@@ -36,6 +38,7 @@ class SamplingParams:
     seed: int | None = None
     logprobs: bool = False
     echo: bool = False
+    top_logprobs: int = 0
 
     def __post_init__(self) -> None:
         """Each setting's own errors, naming it (generate's callers get a ValueError, the server a 400)."""
@@ -49,6 +52,8 @@ class SamplingParams:
             raise ValueError(f"temperature: must be 0 or more, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p: must be in (0, 1], got {self.top_p}")
+        if self.top_logprobs < 0:
+            raise ValueError(f"top_logprobs: must be 0 or more, got {self.top_logprobs}")
         object.__setattr__(self, "stop", tuple(dict.fromkeys(self.stop)))  # each stop once, in order (frozen)
 
     @property
@@ -65,6 +70,15 @@ class SamplingParams:
         """One seed per row: `seed + row`, or from a random base when the request gave none."""
         base = random.SystemRandom().randrange(2**31) if self.seed is None else self.seed
         return [base + row for row in range(rows)]
+
+
+def generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A row's own generator, seeded. torch takes a seed from -2**63 to 2**64 - 1; another is a ValueError naming
+    `seed` (torch's own message, "Overflow when unpacking long long", names nothing)."""
+    try:
+        return torch.Generator(device=device).manual_seed(seed)
+    except (OverflowError, RuntimeError, ValueError):
+        raise ValueError(f"seed: {seed} is outside the range a generator takes (-2**63 to 2**64 - 1)") from None
 
 
 class Drawn(Protocol):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -16,7 +17,9 @@ from tuneops.config.paths import (
     CHECKPOINT_DIR,
     DATA_QUALITY_PATH,
     GATE_PATH,
+    MANIFEST_PATH,
     REGISTERED_PATH,
+    STEP_LOG_PATH,
     TOKENIZATION_PATH,
 )
 from tuneops.config.records import GateVerdict, QualityRecord, Registration
@@ -24,6 +27,9 @@ from tuneops.jobs.spec import fine_tuned_model, stable_id
 from tuneops.jobs.states import FILE_CHECK_TASK, JobError, Status, gate_reasons
 
 EVENT_PREFIX = "ftevent-"
+
+
+PAUSED_STAGE = re.compile(r"paused( at step \d+)?, its checkpoint saved")  # flows/stages.py's StagePaused message
 
 
 CHECKPOINT_PREFIX = "ftckpt-"
@@ -76,6 +82,8 @@ class JobFiles:
     log_history: Timed | None = None  # the Trainer's log_history (per-step loss, per-evaluation metrics)
     gate: Timed | None = None  # GateVerdict
     registration: Timed | None = None  # Registration
+    manifest: Timed | None = None  # Manifest: the rows of each split
+    steps: Timed | None = None  # the step log: each logged entry with its time, as training logs it
     tokenization: dict[str, JsonValue] | None = None
     checkpoints: list[Timed] = field(default_factory=list)  # each: (step, log_history)
 
@@ -108,23 +116,30 @@ def results_csv(log_history: list[LogEntry]) -> str:
 
 
 def _stage_events(job: str, runs: list[StageRun]) -> list[tuple[float, Event]]:
+    """A start and an end event per stage run; a resumed job runs its stages again (DVC skips those done), so
+    the second run of a stage has ids of its own."""
     out = []
+    seen: dict[str, int] = {}
     for run in runs:
         what = "Checking the job's files" if run.name == FILE_CHECK_TASK else f"Stage {run.name}"
+        nth = seen[run.name] = seen.get(run.name, 0) + 1
+        key = (run.name,) if nth == 1 else (run.name, str(nth))
         if run.started is not None:
             event = Event(
-                id=stable_id(EVENT_PREFIX, job, run.name, "start"),
+                id=stable_id(EVENT_PREFIX, job, *key, "start"),
                 created_at=int(run.started),
                 message=f"{what} started",
             )
             out.append((run.started, event))
         if run.ended is not None:
-            failed = run.state_type in ("FAILED", "CRASHED")
+            paused = PAUSED_STAGE.search(run.message or "")
+            failed = run.state_type in ("FAILED", "CRASHED") and not paused
             took = f" in {run.ended - run.started:.1f} s" if run.started is not None else ""
             said = f": {run.message}" if failed and run.message else ""
-            message = f"{what} {'failed' if failed else 'finished'}{took}{said}"
+            ended = f"paused{paused[1] or ''} (checkpoint saved)" if paused else ("failed" if failed else "finished")
+            message = f"{what} {ended}{took}{said}"
             event = Event(
-                id=stable_id(EVENT_PREFIX, job, run.name, "end"),
+                id=stable_id(EVENT_PREFIX, job, *key, "end"),
                 created_at=int(run.ended),
                 level="error" if failed else "info",
                 message=message,
@@ -152,24 +167,48 @@ def _quality_event(job: str, quality: Timed) -> tuple[float, Event]:
     return quality.at, event
 
 
-def _metric_events(job: str, history: Timed) -> list[tuple[float, Event]]:
+def _metric_events(job: str, history: Timed, total: int | None) -> list[tuple[float, Event]]:
+    """One metrics event per logged step, at the time it was logged (the step log's `time`; a history read from a
+    checkpoint has none: then the checkpoint's time)."""
     rows = step_rows(history.value)
-    total = max((int(e["max_steps"]) for e in history.value if "max_steps" in e), default=None)
+    times = {int(e["step"]): float(e["time"]) for e in history.value if "time" in e and "step" in e}
     out = []
     for row in rows:
+        at = times.get(row["step"], history.at)
         parts = [
             f"{k}={row[k]:.4f}" for k in ("train_loss", "valid_loss", "valid_mean_token_accuracy") if row[k] is not None
         ]
         data = {k: v for k, v in row.items() if v is not None} | ({"total_steps": total} if total else {})
         event = Event(
             id=stable_id(EVENT_PREFIX, job, "step", str(row["step"])),
-            created_at=int(history.at),
+            created_at=int(at),
             message=f"Step {row['step']}{f'/{total}' if total else ''}: {', '.join(parts)}",
             type="metrics",
             data=data,
         )
-        out.append((history.at, event))
+        out.append((at, event))
     return out
+
+
+def _split_event(job: str, manifest: Timed, validation_file: str | None, asked_rows: int | None) -> tuple[float, Event]:
+    """Which rows train, which give the validation metrics, and which the gate scores: said once ingest split them.
+    OpenAI trains on the whole training file; without a validation_file the gate still needs held-out rows."""
+    rows = {name: split["rows"] for name, split in manifest.value["splits"].items()}
+    if validation_file:
+        message = (
+            f"Training on all {rows['train']} rows of training_file; validation metrics and the gate on the "
+            f"{rows['validation']} rows of validation_file {validation_file}"
+        )
+    else:
+        total = rows["train"] + rows["validation"] + rows["test"]
+        message = (
+            f"Training on {rows['train']} of the {total} rows of training_file: {rows['validation']} held out for "
+            f"validation metrics and {rows['test']} for the gate (send a validation_file to train on every row)"
+        )
+    if asked_rows is not None:
+        message += f"; a seeded {asked_rows} of the training rows train (max_train_samples)"
+    event = Event(id=stable_id(EVENT_PREFIX, job, "splits"), created_at=int(manifest.at), message=message, data=rows)
+    return manifest.at, event
 
 
 def _gate_event(job: str, gate: Timed) -> tuple[float, Event]:
@@ -196,6 +235,8 @@ def job_events(
     finished_at: float | None,
     ft_model: str | None,
     error: JobError | None,
+    validation_file: str | None = None,
+    asked_rows: int | None = None,
 ) -> list[Event]:
     """The job's events, newest first (OpenAI's order): creation, each stage's start and end, the data-quality
     verdict, the loss at each logged step (type metrics), the gate's verdict, the registration, the end."""
@@ -210,10 +251,16 @@ def job_events(
         )
     ]
     timed += _stage_events(job, runs)
+    if files.manifest is not None:
+        timed.append(_split_event(job, files.manifest, validation_file, asked_rows))
     if files.quality is not None:
         timed.append(_quality_event(job, files.quality))
-    if files.log_history is not None:
-        timed += _metric_events(job, files.log_history)
+    if files.steps is not None or files.log_history is not None:
+        total = max(
+            (int(e["max_steps"]) for e in (files.log_history.value if files.log_history else []) if "max_steps" in e),
+            default=None,
+        )
+        timed += _metric_events(job, files.steps or files.log_history, total)
     if files.gate is not None:
         timed.append(_gate_event(job, files.gate))
     if files.registration is not None and ft_model is not None:
@@ -322,6 +369,22 @@ def _timed_json(path: Path) -> Timed | None:
         return None
 
 
+def _step_log(path: Path) -> Timed | None:
+    """The step log's entries (a line being written is left for next time); a resumed training logs again from
+    its checkpoint's step: the later entry of a step wins."""
+    if not path.is_file():
+        return None
+    entries: dict[tuple[int, bool], dict] = {}
+    for line in path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if {"loss", "eval_loss"} & entry.keys():  # not the run's closing summary (train_runtime, ...)
+            entries[(int(entry["step"]), "eval_loss" in entry)] = entry
+    return Timed([entries[k] for k in sorted(entries)], path.stat().st_mtime) if entries else None
+
+
 def read_job_files(workspace: Path) -> JobFiles:
     files = JobFiles(
         quality=_timed_json(workspace / DATA_QUALITY_PATH),
@@ -330,6 +393,8 @@ def read_job_files(workspace: Path) -> JobFiles:
     )
     tokenization = _timed_json(workspace / TOKENIZATION_PATH)
     files.tokenization = tokenization.value if tokenization else None
+    files.manifest = _timed_json(workspace / MANIFEST_PATH)
+    files.steps = _step_log(workspace / STEP_LOG_PATH)
     for state_path in sorted((workspace / CHECKPOINT_DIR).glob("checkpoint-*/trainer_state.json")):
         state = _timed_json(state_path)
         if state is not None:

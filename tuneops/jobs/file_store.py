@@ -1,32 +1,43 @@
-"""OpenAI's file objects, kept by tuneops: uploads stored content-addressed in data/files/, tracked by DVC.
+"""OpenAI's file objects, kept by tuneops in data/files/, tracked by DVC.
 
-An upload's id is derived from its content (`file-<first 24 hex digits of its sha256>`), so the same bytes are
-one file however often they arrive. Each file is `data/files/<id>.jsonl` (.csv for a result file: the bytes)
-beside `data/files/<id>.json` (its OpenAI file object). After every change the folder is `dvc add`-ed
-(data/files.dvc) and, when the project has a default DVC remote, pushed to it, so the data a job trained on is
-in the DVC remote with the model.
+Each upload is a file of its own: its own id (`file-` + 24 random hex digits) and its own filename, so two uploads
+of the same bytes are two files, and deleting one leaves the other. The bytes are stored once however often they
+arrive: `data/files/blobs/<sha256>.jsonl` (.csv for a result file), shared by every file object that names it in
+`data/files/<id>.json` (its OpenAI file object and its blob) and removed with the last of them. A result file
+(purpose `fine-tune-results`, written by a job) keeps the id of its content, `file-<first 24 hex digits of its
+sha256>`, because the jobs routes name a job's result file by its content. Files stored before blobs (id =
+content hash, bytes in `data/files/<id>.jsonl`) are read as they are. After every change the folder is
+`dvc add`-ed (data/files.dvc) and, when the project has a default DVC remote, pushed to it, so the data a job
+trained on is in the DVC remote with the model.
 
-A `fine-tune` upload is checked when it arrives (`check_training_file`, prepare-data's checks): a file that
-fails an error-severity check gets `status: "error"` and the reasons in `status_details`, and a job on it
-fails at `validating_files` with them.
+A `fine-tune` upload is checked when it arrives (tuneops.jobs.file_check, every format OpenAI fine-tuning takes):
+a file that fails an error-severity check gets `status: "error"` and the reasons in `status_details`, and a job on
+it fails at `validating_files` with them; warnings go to `status_details` of a "processed" file.
+
+`expires_after` (OpenAI's expiration policy) sets `expires_at`. An expired file is gone at once for every read
+(get, list, content: a 404), and its storage is removed on the next list or write (add, delete), under the lock.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
 from filelock import FileLock
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from tuneops.config.errors import UserError
 from tuneops.config.paths import FILES_DIR, FILES_LOCK_PATH, PARAMS_PATH
 from tuneops.io.files import read_json, remove, write_json
+from tuneops.jobs.file_check import check_training_file
 
 log = logging.getLogger("tuneops.files")
 
@@ -34,6 +45,9 @@ Purpose = Literal["fine-tune", "fine-tune-results"]
 SUFFIXES = {"fine-tune": ".jsonl", "fine-tune-results": ".csv"}
 ID_PREFIX = "file-"
 ID_HEX = 24
+BLOBS = "blobs"
+MIN_EXPIRY_S = 3600  # OpenAI's bounds on expires_after.seconds: an hour ...
+MAX_EXPIRY_S = 2_592_000  # ... to 30 days
 
 
 class FileObject(BaseModel):
@@ -50,9 +64,31 @@ class FileObject(BaseModel):
     expires_at: int | None = None
 
 
+class StoredFile(FileObject):
+    """data/files/<id>.json: the file object and the sha256 of its blob (None: stored before blobs, the bytes in
+    data/files/<id>.jsonl)."""
+
+    sha256: str | None = None
+
+    def public(self) -> FileObject:
+        return FileObject.model_validate(self.model_dump(exclude={"sha256"}))
+
+
+class ExpiresAfter(BaseModel):
+    """OpenAI's `expires_after` of an upload: the file expires `seconds` after it was created."""
+
+    anchor: Literal["created_at"]
+    seconds: int = Field(ge=MIN_EXPIRY_S, le=MAX_EXPIRY_S)
+
+
 def file_id(content: bytes) -> str:
-    """The id of these bytes: the same content is the same file."""
+    """The id of a result file: its content's (the jobs routes find a job's result file by it)."""
     return ID_PREFIX + hashlib.sha256(content).hexdigest()[:ID_HEX]
+
+
+def new_file_id() -> str:
+    """An upload's id: random (uuid4), so every upload is a file of its own."""
+    return ID_PREFIX + uuid.uuid4().hex[:ID_HEX]
 
 
 def is_file_id(text: str) -> bool:
@@ -60,33 +96,42 @@ def is_file_id(text: str) -> bool:
     return text.startswith(ID_PREFIX) and len(hex_part) == ID_HEX and all(c in "0123456789abcdef" for c in hex_part)
 
 
-def check_training_file(path: Path, params_path: Path) -> list[str]:
-    """The reasons a fine-tune file cannot be trained on, or []: `tuneops prepare-data`'s checks (the registry,
-    tuneops/quality/checks.py) that fail with error severity, lengths counted in the tokens of params.yaml's
-    model. The one call site."""
-    from tuneops.quality.prepare import check_all  # start-up: pandas and numpy, only once a file is checked
-    from tuneops.quality.reading import model_lengths, read_pairs  # start-up: as the line above
-
+def write_bytes(path: Path, content: bytes) -> None:
+    """Write atomically: a reader (a job copying its training file) sees all of the bytes or none."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        pairs = read_pairs(path)
-    except UserError as exc:  # not JSON, not an object, ...: one line naming the line
-        return [str(exc).removeprefix(f"{path}: ")]
-    lengths, _ = model_lengths(None, None, params_path)
-    return [f"{f.record.check}: {f.record.message}" for f in check_all(pairs, lengths) if f.record.verdict == "error"]
+        with os.fdopen(fd, "wb") as f:
+            f.write(content)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600: the bytes are read by workers as any new file is
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 class FileStore:
     """data/files/ of a project: add, read, list and delete file objects; every change `dvc add`-ed."""
 
-    def __init__(self, root: Path, track: bool = True) -> None:
+    def __init__(self, root: Path, track: bool = True, clock: Callable[[], float] = time.time) -> None:
         self.root = root.resolve()
         self.dir = self.root / FILES_DIR
         self.track = track
+        self.clock = clock  # expiry's now: tests pass their own
 
     def content_path(self, id_: str) -> Path:
-        """The bytes, named so readers know the format: .jsonl (fine-tune) or .csv (fine-tune-results)."""
-        found = [p for p in (self.dir / f"{id_}{s}" for s in SUFFIXES.values()) if p.is_file()]
-        return found[0] if found else self.dir / f"{id_}{SUFFIXES['fine-tune']}"
+        """The bytes of any file, blob or stored before blobs, named so readers know the format: .jsonl
+        (fine-tune) or .csv (fine-tune-results). An unknown id's path does not exist."""
+        record = self._record(id_)
+        return self._bytes_path(record) if record is not None else self.dir / f"{id_}{SUFFIXES['fine-tune']}"
+
+    def _bytes_path(self, record: StoredFile) -> Path:
+        if record.sha256 is None:  # stored before blobs
+            return self.dir / f"{record.id}{SUFFIXES[record.purpose]}"
+        return self._blob(record.sha256, record.purpose)
+
+    def _blob(self, sha256: str, purpose: Purpose) -> Path:
+        return self.dir / BLOBS / f"{sha256}{SUFFIXES[purpose]}"
 
     def _meta_path(self, id_: str) -> Path:
         return self.dir / f"{id_}.json"
@@ -97,45 +142,94 @@ class FileStore:
         lock.parent.mkdir(parents=True, exist_ok=True)
         return FileLock(lock, preserve_lock_file=True)
 
-    def add(self, content: bytes, filename: str, purpose: Purpose) -> FileObject:
-        id_ = file_id(content)
+    def add(
+        self, content: bytes, filename: str, purpose: Purpose, expires_after: ExpiresAfter | None = None
+    ) -> FileObject:
+        """A new file object for these bytes (an upload), or a result file's own (the same bytes, the same id)."""
+        sha256 = hashlib.sha256(content).hexdigest()
         with self._locked():
-            if self._meta_path(id_).is_file():
-                return self.get(id_)
-            self.dir.mkdir(parents=True, exist_ok=True)
-            path = self.dir / f"{id_}{SUFFIXES[purpose]}"
-            path.write_bytes(content)
-            problems = check_training_file(path, self.root / PARAMS_PATH) if purpose == "fine-tune" else []
-            record = FileObject(
+            self._purge_expired()
+            id_ = file_id(content) if purpose == "fine-tune-results" else self._unused_id()
+            if (known := self.get(id_)) is not None:
+                return known
+            blob = self._blob(sha256, purpose)
+            if not blob.is_file():  # the same bytes uploaded before: stored once
+                write_bytes(blob, content)
+            found = check_training_file(blob, self.root / PARAMS_PATH) if purpose == "fine-tune" else None
+            now = int(self.clock())
+            record = StoredFile(
                 id=id_,
                 bytes=len(content),
-                created_at=int(time.time()),
+                created_at=now,
                 filename=Path(filename).name or id_,
                 purpose=purpose,
-                status="error" if problems else "processed",
-                status_details="; ".join(problems) if problems else None,
+                status=found.status if found else "processed",
+                status_details=found.details if found else None,
+                expires_at=now + expires_after.seconds if expires_after else None,
+                sha256=sha256,
             )
             write_json(self._meta_path(id_), record)
             self._dvc_track()
-        return record
+        return record.public()
+
+    def _unused_id(self) -> str:
+        while self._meta_path(id_ := new_file_id()).is_file():  # ~92 random bits: a repeat is for the careful
+            pass
+        return id_
+
+    def _record(self, id_: str) -> StoredFile | None:
+        """The stored record of a live file: None for an unknown id, a malformed one, or an expired file."""
+        meta = self._meta_path(id_)
+        if not (is_file_id(id_) and meta.is_file()):
+            return None
+        record = read_json(meta, StoredFile)
+        return None if self._expired(record) else record
+
+    def _expired(self, record: StoredFile) -> bool:
+        return record.expires_at is not None and record.expires_at <= self.clock()
 
     def get(self, id_: str) -> FileObject | None:
-        meta = self._meta_path(id_)
-        return read_json(meta, FileObject) if is_file_id(id_) and meta.is_file() else None
+        record = self._record(id_)
+        return record.public() if record is not None else None
+
+    def _all(self) -> list[StoredFile]:
+        """Every stored record, expired ones too."""
+        return [read_json(p, StoredFile) for p in self.dir.glob(f"{ID_PREFIX}*.json")] if self.dir.is_dir() else []
 
     def list(self, purpose: str | None = None) -> list[FileObject]:
-        """Newest first (OpenAI's default order)."""
-        found = [read_json(p, FileObject) for p in self.dir.glob(f"{ID_PREFIX}*.json")] if self.dir.is_dir() else []
+        """Newest first (OpenAI's default order); expired files are removed first."""
+        if any(self._expired(r) for r in self._all()):
+            with self._locked():
+                if self._purge_expired():
+                    self._dvc_track()
+        found = [r.public() for r in self._all() if not self._expired(r)]
         found = [f for f in found if purpose is None or f.purpose == purpose]
         return sorted(found, key=lambda f: (f.created_at, f.id), reverse=True)
 
     def delete(self, id_: str) -> bool:
         with self._locked():
-            if self.get(id_) is None:
+            record = self._record(id_)
+            if record is None:
                 return False
-            remove(self.content_path(id_), self._meta_path(id_))
+            self._remove(record)
+            self._purge_expired()
             self._dvc_track()
         return True
+
+    def _remove(self, record: StoredFile) -> None:
+        """The file object, and its bytes unless another file object names them (under the lock)."""
+        remove(self._meta_path(record.id))
+        path = self._bytes_path(record)
+        if not any(self._bytes_path(r) == path for r in self._all()):
+            remove(path)
+
+    def _purge_expired(self) -> bool:
+        """Remove the expired files (under the lock); whether there were any."""
+        expired = [r for r in self._all() if self._expired(r)]
+        for record in expired:
+            log.info("file %s (%s) expired at %d: removed", record.id, record.filename, record.expires_at)
+            self._remove(record)
+        return bool(expired)
 
     def _dvc_track(self) -> None:
         """`dvc add data/files`, then `dvc push` of it when a default remote is set; failures are logged, the

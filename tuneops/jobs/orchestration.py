@@ -23,6 +23,7 @@ from pydantic import JsonValue
 
 from tuneops.config.errors import UserError
 from tuneops.jobs.spec import JOB_TAG
+from tuneops.jobs.states import SUSPENDED
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun, TaskRun
@@ -183,7 +184,16 @@ def cancel_run(run_id: uuid.UUID) -> None:
         if run.state is None or run.state.is_final():
             return
         not_started = run.state.is_scheduled() or (run.state.is_pending() and not run.infrastructure_pid)
-        client.set_flow_run_state(run_id, Cancelled() if not_started else Cancelling(), force=True)
+        suspended = run.state.is_paused() and run.state_name == SUSPENDED  # a paused job: no process to kill
+        client.set_flow_run_state(run_id, Cancelled() if not_started or suspended else Cancelling(), force=True)
+
+
+def resume_run(run_id: uuid.UUID) -> None:
+    """Resume a suspended flow run: Prefect schedules it again and a worker runs it from the top; DVC skips the
+    stages already done and training resumes from the checkpoint the pause saved."""
+    from prefect.flow_runs import resume_flow_run
+
+    resume_flow_run(run_id)
 
 
 def recent_runs(limit: int) -> list[str]:

@@ -12,11 +12,15 @@ from tuneops.config.records import GateVerdict
 FILE_CHECK_TASK = "validate-files"  # the flow's task that checks the job's files (status validating_files)
 
 
-Status = Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled"]
+Status = Literal["validating_files", "queued", "running", "paused", "succeeded", "failed", "cancelled"]
+
+SUSPENDED = "Suspended"  # Prefect's name for a PAUSED state whose run left its worker (suspend_flow_run): a job paused
 
 
-def job_status(state_type: str | None, stages_started: bool, registered: bool) -> Status:
-    """OpenAI's status from the flow run's Prefect state type (SCHEDULED, RUNNING, ...)."""
+def job_status(state_type: str | None, stages_started: bool, registered: bool, state_name: str | None = None) -> Status:
+    """OpenAI's status from the flow run's Prefect state type (SCHEDULED, RUNNING, ...) and name."""
+    if state_type == "PAUSED" and state_name == SUSPENDED:
+        return "paused"
     if state_type in ("CANCELLED", "CANCELLING"):
         return "cancelled"
     if state_type in ("FAILED", "CRASHED"):

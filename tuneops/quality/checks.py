@@ -4,7 +4,7 @@ An entry says what it measures (a pure function of the pairs), the name validate
 (QualityRecord.check), its params key (validate.generation.<param>: threshold and severity), and what
 `tuneops prepare-data` makes of it: OpenAI's fixed limit, the verdict and message when it is crossed, the fix.
 Built from CHECKS: validate's Great Expectations suites for generation data (generation_suites.py), and
-prepare-data's findings and fixes (prepare.py), which the upload check (jobs/file_store.py) runs too.
+prepare-data's findings and fixes (prepare.py), which the upload check (jobs/file_check.py) runs too.
 
 prepare-data reports coarser than validate: its `separator` row covers all prompts being the same, a missing
 separator and one inside the prompts, which validate records apart. So an entry names the prepare-data row

@@ -121,6 +121,26 @@ def as_string_dtype(values: pd.Series) -> pd.Series:
     return values.astype("string") if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty") else values
 
 
+REJECTED_OFFENDS = "rejected_empty_or_same"  # preference data: the offending non-preferred reply, else null
+
+
+def rejected_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """Preference data (a `rejected` column): each row's rejected reply where it is empty or the preferred one
+    itself (DPO learns nothing from a pair it cannot tell apart), None elsewhere. Other data: unchanged."""
+    if "rejected" not in df.columns:
+        return df
+    rejected, completion = pc.as_text(df["rejected"]), pc.as_text(df["completion"])
+    bad = (rejected.str.strip() == "") | (rejected == completion)
+    return df.assign(**{REJECTED_OFFENDS: offenders(rejected, bad), "rejected": as_string_dtype(df["rejected"])})
+
+
+def rejected_expectations(df: pd.DataFrame) -> list[Expectation]:
+    """No pair of preference data whose rejected reply is empty or the same as the preferred one (an error)."""
+    if "rejected" not in df.columns:
+        return []
+    return [expectation("ExpectColumnValuesToBeNull", "rejected_differs", "error", 0, column=REJECTED_OFFENDS)]
+
+
 def pair_summary(p: Pairs) -> pd.DataFrame:
     """One row of whole-split measures (floats: GX hands back a column's max as the column's type, and numpy's
     float64 is a float where int64 is no int)."""
@@ -194,7 +214,12 @@ def run_generation_checks(
     batches: list[Batch] = []
     for split in SPLITS:
         batches += [
-            (split, split, row_columns(frames[split], pairs[split]), pair_row_expectations(split, p)),
+            (
+                split,
+                split,
+                rejected_columns(row_columns(frames[split], pairs[split])),
+                pair_row_expectations(split, p) + rejected_expectations(frames[split]),
+            ),
             (split, f"{split}_pairs", pair_summary(pairs[split]), pair_summary_expectations(p, task)),
         ]
     records = run_suites(docs_dir, batches)

@@ -4,7 +4,7 @@ model's own tokens (or in characters when no tokenizer can be loaded)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import pandas as pd
 
@@ -80,6 +80,30 @@ def context_length(name: str, revision: str | None, tokenizer: PreTrainedTokeniz
     except (UserError, TransientError, ValueError):  # a tokenizer-only folder has no config
         said = getattr(tokenizer, "model_max_length", None)
         return int(said) if isinstance(said, int) and 0 < said < 10**6 else None
+
+
+class ChatTokenizer(NamedTuple):
+    """The tokenizer a job renders chat with, named as params.yaml names it; None and why when it cannot be loaded."""
+
+    model: str
+    tokenizer: PreTrainedTokenizerBase | None
+    why_not: str | None = None
+
+
+def chat_tokenizer(params_path: Path) -> ChatTokenizer:
+    """params.yaml's model.name with its chat template (generation.chat_template where it ships none), loaded as
+    ingest loads it, so a check renders chat as a job will."""
+    from tuneops.models.loading import load_chat_tokenizer  # start-up: transformers
+
+    try:
+        params = load_params(params_path)
+    except UserError as exc:
+        return ChatTokenizer("params.yaml's model", None, str(exc))
+    model, declared = params.model, params.generation.chat_template
+    try:
+        return ChatTokenizer(model.name, load_chat_tokenizer(model.name, model.revision, declared))
+    except (UserError, TransientError) as exc:
+        return ChatTokenizer(model.name, None, str(exc))
 
 
 def model_lengths(model: str | None, max_tokens: int | None, params_path: Path) -> tuple[Lengths, str | None]:

@@ -4,12 +4,20 @@ Model ids, as `GET /v1/models` lists them:
     <name>@<alias>     the version an alias points at, followed when it moves (`tuneops-tweet-sentiment@champion`)
     <name>:<version>   one version, pinned (`tuneops-tweet-sentiment:3`)
     ft:<base>:tuneops:<suffix>:<version>   a version a fine-tuning job made (its `tuneops.fine_tuned_model` tag)
+    ft:<base>:tuneops:<suffix>:<job id>:ckpt-step-<step>   a checkpoint of that job (registry/checkpoints.py),
+                       served from `<root>/jobs/<job id>/` when the Catalog is given the project root
 A bare `<name>` means `<name>@<the register.alias of params.yaml>`.
 
-A version is loaded from the registry on first use and kept in a bounded least-recently-used cache
-(functools.lru_cache, `serve.model_cache_size`); a followed alias keeps its current version besides, in its
-ModelHolder, which checks the alias at most every `refresh_seconds` and swaps in a moved alias's version once
-loaded, while other requests keep answering with the old one.
+A checkpoint is servable while the version its job registered is (the job succeeded: flows/job.py tags that
+version with the job's id at the very end); deleting that version retires its checkpoints from serving too. It
+answers with the version's generation settings (its tags; else the workspace's params.yaml), and names itself as
+`<job id>:ckpt-step-<step>` where a version has its number (ModelInfo.version, the X-Model-Version header), its
+folder relative to the root as model_uri.
+
+A version is loaded on first use and kept in a bounded least-recently-used cache (`serve.model_cache_size`); a
+followed alias keeps its current version besides, in its ModelHolder, which checks the alias at most every
+`refresh_seconds` and swaps in a moved alias's version once loaded, while other requests keep answering with the
+old one. Deleting a version (Catalog.delete) drops it from the cache, the holders and the ft: map.
 """
 
 from __future__ import annotations
@@ -18,8 +26,10 @@ import functools
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from pydantic import BaseModel, Field
@@ -28,6 +38,18 @@ from tuneops.config.params import tracking_uri
 from tuneops.config.runner import redact
 from tuneops.data.chat import with_chat_template
 from tuneops.models.loading import is_generator
+from tuneops.registry.checkpoints import (
+    CheckpointRef,
+    checkpoint_id,
+    checkpoint_path,
+    fine_tuned_prefix,
+    is_servable,
+    job_params,
+    job_workspace,
+    load_checkpoint,
+    parse_checkpoint_id,
+    servable_steps,
+)
 from tuneops.registry.store import alias_version, load_registered, model_uri, no_such_model_or_alias, tagged_generation
 
 if TYPE_CHECKING:
@@ -39,6 +61,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("tuneops.serve")
 
 FINE_TUNED_TAG = "tuneops.fine_tuned_model"  # the ft: id a fine-tuning job gave the version it registered
+JOB_TAG = "tuneops.fine_tuning_job"  # the job that registered the version (flows/job.py)
 
 
 class ModelInfo(BaseModel):
@@ -74,12 +97,14 @@ class Served:
 
 @dataclass(frozen=True)
 class Card:
-    """One id of `GET /v1/models` and the version it names."""
+    """One id of `GET /v1/models` and the version it names (a checkpoint's: the version its job registered);
+    `job`: the fine-tuning job that registered the version, on its ft: id's card and its checkpoints'."""
 
     id: str
     created: int
     name: str
     version: str
+    job: str | None = None
 
 
 class ModelNotFound(LookupError):
@@ -90,6 +115,22 @@ class ModelNotFound(LookupError):
         super().__init__(model_id)
 
 
+class ModelInUse(Exception):
+    """A version an alias points at: deleting it would leave the alias (`champion`) pointing nowhere."""
+
+    def __init__(self, model_id: str, name: str, version: str, aliases: list[str]) -> None:
+        self.model_id, self.name, self.version, self.aliases = model_id, name, version, aliases
+        which = f"alias {aliases[0]} points" if len(aliases) == 1 else f"aliases {', '.join(aliases)} point"
+        super().__init__(
+            f"{model_id} is version {version} of {name}, which {which} at: move it to another version first "
+            f"(MlflowClient().set_registered_model_alias({name!r}, {aliases[0]!r}, <version>)), then delete this one"
+        )
+
+
+class NotDeletable(Exception):
+    """An id that names no one version for good (an alias) or no registered version (a checkpoint)."""
+
+
 class Registry(Protocol):
     """The registry as serving needs it (MlflowRegistry is the real one)."""
 
@@ -98,6 +139,10 @@ class Registry(Protocol):
     def alias_version(self, name: str, alias: str) -> str | None: ...
 
     def load(self, name: str, version: str) -> Served | None: ...
+
+    def tags(self, name: str, version: str) -> dict[str, str] | None: ...
+
+    def delete(self, model_id: str, name: str, version: str) -> bool: ...
 
 
 VersionLookup = Callable[[], str | None]  # the version the alias points at now, None when it points nowhere
@@ -202,8 +247,46 @@ def parse_model_id(model_id: str, default_alias: str) -> Ref:
     return Ref(name=model_id, alias=default_alias)
 
 
+# (name, version, checkpoint id): a registered version, or a checkpoint of the job that registered it
+Key = tuple[str, str, str | None]
+
+
+class LRU:
+    """The most recently used versions, at most `maxsize` of them. functools.lru_cache cannot drop one entry, and a
+    deleted version must stop answering without every other version being loaded again. An id that names nothing is
+    not kept: a version registered after a first miss answers at once. The Catalog calls it under its load lock."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize, self.hits, self.misses = maxsize, 0, 0
+        self._entries: OrderedDict[Key, Served] = OrderedDict()
+
+    def get(self, key: Key, load: Callable[[Key], Served | None]) -> Served | None:
+        if key in self._entries:
+            self.hits += 1
+            self._entries.move_to_end(key)
+            return self._entries[key]
+        self.misses += 1
+        served = load(key)
+        if served is not None and self.maxsize > 0:
+            self._entries[key] = served
+            while len(self._entries) > self.maxsize:
+                self._entries.popitem(last=False)
+        return served
+
+    def evict(self, name: str, version: str) -> int:
+        """Drop the version and its job's checkpoints; how many entries went."""
+        gone = [key for key in self._entries if key[:2] == (name, version)]
+        for key in gone:
+            del self._entries[key]
+        return len(gone)
+
+    def info(self) -> functools._CacheInfo:
+        return functools._CacheInfo(self.hits, self.misses, self.maxsize, len(self._entries))
+
+
 class Catalog:
-    """Model ids to loaded versions: the LRU cache of versions and a ModelHolder per followed alias."""
+    """Model ids to loaded versions: the LRU cache of versions and a ModelHolder per followed alias. `root`: the
+    project root whose jobs/ holds fine-tuning jobs' workspaces; without it, checkpoint ids name nothing."""
 
     def __init__(
         self,
@@ -212,20 +295,30 @@ class Catalog:
         default_alias: str = "champion",
         refresh_seconds: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        root: Path | None = None,
     ) -> None:
-        self.registry, self.default_alias = registry, default_alias
+        self.registry, self.default_alias, self.root = registry, default_alias, root
         self._refresh_seconds, self._clock = refresh_seconds, clock
-        self._cached = functools.lru_cache(maxsize=cache_size)(self._load_version)
+        self._cache = LRU(cache_size)
         self._load_lock = threading.Lock()  # one load at a time: two requests for a new version load it once
         self._holders: dict[tuple[str, str], ModelHolder] = {}
         self._holders_lock = threading.Lock()
-        self._fine_tuned: dict[str, tuple[str, str]] = {}  # an ft: id names one version for good
+        self._fine_tuned: dict[str, tuple[str, str]] = {}  # an ft: id (or a checkpoint id) names one version for good
 
     def cards(self) -> list[Card]:
-        return self.registry.cards()
+        """Every id: the registry's, each ft: id followed by its job's servable checkpoints, newest first."""
+        cards = []
+        for card in self.registry.cards():
+            cards.append(card)
+            if self.root is not None and card.job is not None:
+                cards += checkpoint_cards(self.root, card)
+        return cards
 
     def get(self, model_id: str) -> Served:
         """The loaded version `model_id` names; ModelNotFound when none does."""
+        if (checkpoint := parse_checkpoint_id(model_id)) is not None:
+            name, version = self._checkpoint_owner(model_id, checkpoint)
+            return self._load(model_id, (name, version, model_id))
         ref = parse_model_id(model_id, self.default_alias)
         if ref.alias is not None:
             return self._holder(model_id, ref.name, ref.alias).current()
@@ -233,17 +326,88 @@ class Catalog:
         return self.load(model_id, name, version, None)
 
     def load(self, model_id: str, name: str, version: str, alias: str | None) -> Served:
-        with self._load_lock:
-            served = self._cached(name, version)
-        if served is None:
-            raise self._not_found(model_id)
+        served = self._load(model_id, (name, version, None))
         return served if alias is None else replace(served, info=served.info.model_copy(update={"alias": alias}))
 
-    def cache_info(self) -> functools._CacheInfo:
-        return self._cached.cache_info()
+    def delete(self, model_id: str) -> tuple[str, str]:
+        """Delete the registered version an ft: id or `<name>:<version>` names, and forget it here: (name, version).
 
-    def _load_version(self, name: str, version: str) -> Served | None:
-        return self.registry.load(name, version)
+        ModelNotFound for an unknown id, NotDeletable for an alias or a checkpoint, ModelInUse for a version an
+        alias points at (the registry's check)."""
+        name, version = self._deletable(model_id)
+        with self._load_lock:  # no load of it in between: a request either got it before, or gets a 404
+            if not self.registry.delete(model_id, name, version):
+                raise self._not_found(model_id)
+            self._cache.evict(name, version)
+        self._forget(name, version)
+        log.info("deleted %s (version %s of %s)", model_id, version, name)
+        return name, version
+
+    def cache_info(self) -> functools._CacheInfo:
+        return self._cache.info()
+
+    def _load(self, model_id: str, key: Key) -> Served:
+        with self._load_lock:
+            served = self._cache.get(key, self._load_key)
+        if served is None:
+            raise self._not_found(model_id)
+        return served
+
+    def _load_key(self, key: Key) -> Served | None:
+        name, version, checkpoint = key
+        if checkpoint is None:
+            return self.registry.load(name, version)
+        return self._load_checkpoint(name, version, checkpoint)
+
+    def _load_checkpoint(self, name: str, version: str, model_id: str) -> Served | None:
+        ref = parse_checkpoint_id(model_id)
+        if ref is None or self.root is None or not is_servable(path := checkpoint_path(self.root, ref.job, ref.step)):
+            return None
+        tags = self.registry.tags(name, version)
+        if tags is None:  # the job's version was deleted meanwhile: its checkpoints went with it
+            return None
+        served = checkpoint_served(path, job_workspace(self.root, ref.job), ref, name, tags)
+        log.info("loaded %s (checkpoint of %s version %s)", model_id, name, version)
+        return served
+
+    def _checkpoint_owner(self, model_id: str, ref: CheckpointRef) -> tuple[str, str]:
+        """The version the checkpoint's job registered, its ft: id matching the checkpoint id's."""
+        if self.root is None:
+            raise self._not_found(model_id)
+        if model_id not in self._fine_tuned:
+            found = [
+                (c.name, c.version)
+                for c in self.registry.cards()
+                if c.job == ref.job and c.id.startswith("ft:") and fine_tuned_prefix(c.id) == ref.model
+            ]
+            if not found:
+                raise self._not_found(model_id)
+            self._fine_tuned[model_id] = found[0]
+        return self._fine_tuned[model_id]
+
+    def _deletable(self, model_id: str) -> tuple[str, str]:
+        if parse_checkpoint_id(model_id) is not None:
+            raise NotDeletable(
+                f"{model_id} is a checkpoint, not a registered version: it goes with its job's workspace "
+                "(jobs/<job id>/), or with the fine-tuned model its job registered"
+            )
+        ref = parse_model_id(model_id, self.default_alias)
+        if ref.alias is not None:
+            now = self.registry.alias_version(ref.name, ref.alias)
+            where = f"; it points at version {now} now: delete {ref.name}:{now}" if now else ""
+            raise NotDeletable(f"{model_id} names an alias, which moves: delete one version by its id{where}")
+        return (ref.name, ref.version) if ref.fine_tuned is None else self._fine_tuned_version(model_id)
+
+    def _forget(self, name: str, version: str) -> None:
+        """No id resolves to a deleted version from memory again: its ft: id, its job's checkpoints' ids, and the
+        holder of an alias that pointed at it (the job's own, which the deletion removed) look it up afresh.
+        Not under the load lock: _holder takes the holders' lock first, then the load lock."""
+        for model_id in [k for k, v in self._fine_tuned.items() if v == (name, version)]:
+            del self._fine_tuned[model_id]
+        with self._holders_lock:
+            held = [k for k, h in self._holders.items() if _names(h.served.info, name, version)]
+            for key in held:
+                del self._holders[key]
 
     def _holder(self, model_id: str, name: str, alias: str) -> ModelHolder:
         if (holder := self._holders.get((name, alias))) is not None:
@@ -277,6 +441,10 @@ class Catalog:
         return ModelNotFound(model_id, nothing_registered=not self.registry.cards())
 
 
+def _names(info: ModelInfo, name: str, version: str) -> bool:
+    return (info.name, info.version) == (name, version)
+
+
 def model_cards(name: str, versions: list[ModelVersion], aliases: dict[str, str]) -> list[Card]:
     """The ids of one registered model: each alias, each version, and each fine-tuned id (MLflow ModelVersions)."""
     created = {str(v.version): int(v.creation_timestamp // 1000) for v in versions}
@@ -285,8 +453,60 @@ def model_cards(name: str, versions: list[ModelVersion], aliases: dict[str, str]
         version = str(v.version)
         cards.append(Card(f"{name}:{version}", created[version], name, version))
         if ft := (v.tags or {}).get(FINE_TUNED_TAG):
-            cards.append(Card(ft, created[version], name, version))
+            cards.append(Card(ft, created[version], name, version, (v.tags or {}).get(JOB_TAG)))
     return cards
+
+
+def checkpoint_cards(root: Path, card: Card) -> list[Card]:
+    """The servable checkpoints of the job that registered the version of `card` (its ft: id's), newest first."""
+    saved = servable_steps(job_workspace(root, card.job))
+    return [
+        Card(checkpoint_id(card.id, card.job, step), at, card.name, card.version, card.job)
+        for step, at in saved.items()
+    ]
+
+
+def blocking_aliases(aliases: list[str], tags: dict[str, str]) -> list[str]:
+    """The aliases that keep a version from being deleted: all but its fine-tuning job's own. flows/job.py
+    registers a job's version under an alias named after the job (so the job never moves the champion); that one
+    goes with the version."""
+    return sorted(a for a in aliases if a != tags.get(JOB_TAG))
+
+
+def generation_settings(tags: dict[str, str], fallback: GenerationSettings | None) -> GenerationSettings | None:
+    """A version's generation settings from its tags (registry.tag_generation); `fallback` for a version
+    registered before tuneops tagged versions, or for the chat template where its tags have none."""
+    found = tagged_generation(tags)
+    if found is None:
+        return fallback
+    stop, max_new_tokens, chat_template = found
+    template = chat_template or (fallback.chat_template if fallback is not None else None)
+    return GenerationSettings(stop=stop, max_new_tokens=max_new_tokens, chat_template=template)
+
+
+def settings_of(generation: GenerationParams) -> GenerationSettings:
+    return GenerationSettings(list(generation.stop), generation.max_new_tokens, generation.chat_template)
+
+
+def served(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, info: ModelInfo, generation: GenerationSettings | None
+) -> Served:
+    """A loaded version; a generation model's tokenizer given the chat template its settings name where it has
+    none of its own (a version saved before tokenizers carried their template)."""
+    if generation is not None and generation.chat_template is not None and is_generator(model):
+        tokenizer = with_chat_template(tokenizer, generation.chat_template)
+    return Served(model, tokenizer, info, generation)
+
+
+def checkpoint_served(path: Path, workspace: Path, ref: CheckpointRef, name: str, tags: dict[str, str]) -> Served:
+    """A job's checkpoint, loaded, with the generation settings of the version the job registered (its tags, else
+    the workspace's params.yaml). It names itself `<job id>:ckpt-step-<step>` where a version has its number, and
+    its folder relative to the project root as its model_uri (no absolute path reaches a client)."""
+    model, tokenizer = load_checkpoint(path, workspace)
+    generation = generation_settings(tags, settings_of(job_params(workspace).generation))
+    where = (Path(workspace.parent.name) / workspace.name / path.relative_to(workspace)).as_posix()
+    info = ModelInfo(name=name, version=ref.label, alias=None, model_uri=where)
+    return served(model, tokenizer, info, generation)
 
 
 @dataclass(frozen=True)
@@ -308,11 +528,7 @@ class MlflowRegistry:
         from mlflow import MlflowClient  # start-up: mlflow takes seconds to import; only a real registry needs it
 
         self.register = register
-        self.generation = (
-            None
-            if generation is None
-            else GenerationSettings(list(generation.stop), generation.max_new_tokens, generation.chat_template)
-        )
+        self.generation = None if generation is None else settings_of(generation)
         self.client = MlflowClient(tracking_uri(register))
 
     def cards(self) -> list[Card]:
@@ -327,28 +543,40 @@ class MlflowRegistry:
         return None if found is None else str(found.version)
 
     def load(self, name: str, version: str) -> Served | None:
-        from mlflow.exceptions import MlflowException
-
-        try:
-            found = self.client.get_model_version(name, version)
-        except MlflowException as exc:
-            if no_such_model_or_alias(exc.error_code, exc.message):
-                return None
-            raise
+        found = self._version(name, version)
+        if found is None:
+            return None
         register = self.register.model_copy(update={"model_name": name})
         model, tokenizer = load_registered(register, int(version))
         info = ModelInfo(name=name, version=version, alias=None, model_uri=model_uri(register, int(version)))
         log.info("loaded %s", info.model_uri)
-        generation = self._generation(found.tags or {})
-        if generation is not None and generation.chat_template is not None and is_generator(model):
-            # a version saved before tokenizers carried their template: the one its tags say it was trained with
-            tokenizer = with_chat_template(tokenizer, generation.chat_template)
-        return Served(model, tokenizer, info, generation)
+        return served(model, tokenizer, info, generation_settings(found.tags or {}, self.generation))
 
-    def _generation(self, tags: dict[str, str]) -> GenerationSettings | None:
-        found = tagged_generation(tags)
-        if found is None:  # registered before tuneops tagged versions: params.yaml's settings
-            return self.generation
-        stop, max_new_tokens, chat_template = found
-        fallback = self.generation.chat_template if self.generation is not None else None
-        return GenerationSettings(stop=stop, max_new_tokens=max_new_tokens, chat_template=chat_template or fallback)
+    def tags(self, name: str, version: str) -> dict[str, str] | None:
+        """The version's tags, or None when the registry has no such version."""
+        found = self._version(name, version)
+        return None if found is None else dict(found.tags or {})
+
+    def delete(self, model_id: str, name: str, version: str) -> bool:
+        """Delete the version from the registry (MLflow drops the aliases pointing at it; its run and artifacts
+        stay); False when there is no such version, ModelInUse when an alias other than its job's points at it."""
+        found = self._version(name, version)
+        if found is None:
+            return False
+        # checked, then deleted: an alias moved onto the version in between is dropped with it (MLflow has no
+        # conditional delete); `register` only moves the champion to a version it has just registered
+        blocking = blocking_aliases(list(found.aliases or []), dict(found.tags or {}))
+        if blocking:
+            raise ModelInUse(model_id, name, version, blocking)
+        self.client.delete_model_version(name, version)
+        return True
+
+    def _version(self, name: str, version: str) -> ModelVersion | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_model_version(name, version)
+        except MlflowException as exc:
+            if no_such_model_or_alias(exc.error_code, exc.message):
+                return None
+            raise

@@ -1,5 +1,6 @@
-"""HTTP serving of registered models: OpenAI's API (GET /v1/models, POST /v1/completions, POST /v1/chat/completions;
-tuneops/serve/openai/) for every registered version, and POST /predict, GET /health for the default model.
+"""HTTP serving of registered models: OpenAI's API (GET and DELETE /v1/models, POST /v1/completions,
+POST /v1/chat/completions; tuneops/serve/openai/) for every registered version and every checkpoint of the jobs that
+registered one (the Catalog's `root`), and POST /predict, GET /health for the default model.
 
     tuneops serve --port 8000
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainingArguments
 from transformers.utils import ModelOutput
 
 from tuneops.config.params import ModelParams, RegisterParams, TrainParams, tracking_uri
@@ -21,12 +21,13 @@ from tuneops.models.batches import CompletionCollator
 from tuneops.models.hardware import set_threads
 from tuneops.models.loading import load_causal_lm, load_classifier
 from tuneops.models.quirks import configure_padding, fuse_gelu, lora_target_modules
+from tuneops.training.callbacks import stage_callbacks
 from tuneops.training.devices import hardware, training_settings
 from tuneops.training.memory import ReleaseFreedMemory, malloc_trim
 
 if TYPE_CHECKING:
     from datasets import DatasetDict
-    from peft import PeftModel
+    from peft import LoraConfig, PeftModel
 
 log = logging.getLogger("tuneops.training")
 
@@ -37,8 +38,10 @@ def build_model(
     labels: list[str],
     tokenizer: PreTrainedTokenizerBase,
     generator: bool = False,
+    adapters: bool = True,
 ) -> PreTrainedModel | PeftModel:
-    """A sequence classifier with a fresh head for `labels`, or (generator) the causal LM itself."""
+    """A sequence classifier with a fresh head for `labels`, or (generator) the causal LM itself; with train.method
+    lora, wrapped in its adapters unless `adapters` is False (the DPO trainer applies lora_config itself)."""
     from transformers import set_seed
 
     set_seed(train.args.seed)  # the classifier head is initialised here: two runs must start from the same one
@@ -46,18 +49,25 @@ def build_model(
         net = load_causal_lm(model.name, tokenizer, model.revision)
     else:
         net = load_classifier(model.name, labels, tokenizer, model.revision)
-    if train.method == "lora":
-        from peft import LoraConfig, TaskType, get_peft_model
+    if train.method == "lora" and adapters:
+        from peft import get_peft_model
 
-        # a classifier's head is trained in full; a causal LM's head is tied to its embeddings
-        task = TaskType.CAUSAL_LM if generator else TaskType.SEQ_CLS
-        targets = lora_target_modules(net.config, train.lora.target_modules)  # `auto`: the architecture's own
-        lora = LoraConfig(task_type=task, **train.lora.model_dump(exclude={"target_modules"}), target_modules=targets)
-        net = get_peft_model(net, lora)
+        net = get_peft_model(net, lora_config(net, train, generator))
         trainable, total = net.get_nb_trainable_parameters()
         share = 100 * trainable / total
-        log.info("LoRA: training %d of %d parameters (%.2f%%), adapters on %s", trainable, total, share, targets)
+        log.info("LoRA: training %d of %d parameters (%.2f%%)", trainable, total, share)
     return net
+
+
+def lora_config(net: PreTrainedModel, train: TrainParams, generator: bool) -> LoraConfig:
+    """train.lora as PEFT's LoraConfig, on the architecture's own modules where target_modules is `auto`."""
+    from peft import LoraConfig, TaskType
+
+    # a classifier's head is trained in full; a causal LM's head is tied to its embeddings
+    task = TaskType.CAUSAL_LM if generator else TaskType.SEQ_CLS
+    targets = lora_target_modules(net.config, train.lora.target_modules)
+    log.info("LoRA adapters on %s", targets)
+    return LoraConfig(task_type=task, **train.lora.model_dump(exclude={"target_modules"}), target_modules=targets)
 
 
 def build_trainer(
@@ -74,35 +84,17 @@ def build_trainer(
     `prompt_loss_weight` set (task: generation): prompt+completion batches masked by position, loss on the
     completions (and the prompts by that weight), token accuracy on completions as the metric.
     """
-    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, TrainingArguments
+    from transformers import DataCollatorWithPadding
 
     generator = prompt_loss_weight is not None
-
-    hw = hardware()
-    if train.num_threads is not None or not hw.cuda:  # a GPU's processes keep torch's (torchrun's) thread count
-        set_threads(train.num_threads)
     fuse_gelu(net)
-    settings = train.args.model_dump(exclude_none=True)
-    on_device, why = training_settings(settings["bf16"], hw)  # bf16, else fp16 on a GPU or fp32; pinned loading
-    if why:
-        log.warning("%s", why)
-    settings.update(on_device)
     args = TrainingArguments(
-        output_dir=str(output_dir),
-        report_to=report_to or [],
-        use_cpu=not has_accelerator(),
-        greater_is_better=train.args.metric_for_best_model != "loss",
-        disable_tqdm=False,
+        **training_arguments(train, output_dir, report_to),
         # generation rows carry prompt_length (and their texts), which the model's forward does not take but
         # the collator needs: the Trainer must not drop them
         remove_unused_columns=not generator,
-        **settings,
     )
-    # early stopping needs evaluations to compare: none without a validation split or with eval_strategy: no
-    evaluates = "validation" in datasets and train.args.eval_strategy != "no"
-    callbacks = [EarlyStoppingCallback(train.early_stopping_patience)] if evaluates else []
-    if train.release_freed_memory and args.use_cpu and (trim := malloc_trim()) is not None:
-        callbacks.append(ReleaseFreedMemory(trim))
+    callbacks = trainer_callbacks(train, datasets, args)
     if generator:
         collator = CompletionCollator(tokenizer.pad_token_id, prompt_loss_weight, train.pad_to_multiple_of)
         extra = {"compute_metrics": token_accuracy_metrics, "preprocess_logits_for_metrics": argmax_ids}
@@ -126,6 +118,40 @@ def build_trainer(
     # gradient_accumulation_steps itself, or gradients and logged loss would grow with accumulation.
     trainer.model_accepts_loss_kwargs = generator and trainer_class is Trainer
     return trainer
+
+
+def training_arguments(train: TrainParams, output_dir: Path, report_to: list[str] | None) -> dict[str, object]:
+    """TrainingArguments' keywords as params.yaml sets them (train.args), fitted to this machine: threads, bf16
+    where the hardware has it (else fp16 on a GPU, or fp32). TRL's configs extend TrainingArguments: the
+    preference trainer takes the same."""
+    hw = hardware()
+    if train.num_threads is not None or not hw.cuda:  # a GPU's processes keep torch's (torchrun's) thread count
+        set_threads(train.num_threads)
+    settings = train.args.model_dump(exclude_none=True)
+    on_device, why = training_settings(settings["bf16"], hw)  # bf16, else fp16 on a GPU or fp32; pinned loading
+    if why:
+        log.warning("%s", why)
+    settings.update(on_device)
+    return {
+        "output_dir": str(output_dir),
+        "report_to": report_to or [],
+        "use_cpu": not has_accelerator(),
+        "greater_is_better": train.args.metric_for_best_model != "loss",
+        "disable_tqdm": False,
+        **settings,
+    }
+
+
+def trainer_callbacks(train: TrainParams, datasets: DatasetDict, args: TrainingArguments) -> list[TrainerCallback]:
+    """Early stopping (when there are evaluations to compare: a validation split and an eval_strategy), freed
+    memory handed back to the OS on a CPU, and the stage's own (timed step log, pause on request: the jobs API)."""
+    from transformers import EarlyStoppingCallback
+
+    evaluates = "validation" in datasets and train.args.eval_strategy != "no"
+    callbacks: list[TrainerCallback] = [EarlyStoppingCallback(train.early_stopping_patience)] if evaluates else []
+    if train.release_freed_memory and args.use_cpu and (trim := malloc_trim()) is not None:
+        callbacks.append(ReleaseFreedMemory(trim))
+    return callbacks + stage_callbacks()
 
 
 def argmax_ids(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -165,8 +191,9 @@ def has_accelerator() -> bool:
     return torch.cuda.is_available()
 
 
-def epoch_history(log_history: list[dict[str, float]]) -> list[EpochRow]:
-    """One row per epoch: mean train loss since the last evaluation, validation loss, accuracy, macro-F1."""
+def epoch_history(log_history: list[dict[str, float]], accuracy: str = "eval_accuracy") -> list[EpochRow]:
+    """One row per epoch: mean train loss since the last evaluation, validation loss, accuracy, macro-F1.
+    `accuracy` is the logged key that is the accuracy (DPO: the validation pairs' reward accuracy)."""
     rows, losses = [], []
     for entry in log_history:
         if "loss" in entry:
@@ -176,7 +203,7 @@ def epoch_history(log_history: list[dict[str, float]]) -> list[EpochRow]:
                 epoch=round(entry["epoch"], 3),
                 train_loss=round(float(np.mean(losses)), 5) if losses else None,
                 validation_loss=round(entry["eval_loss"], 5),
-                validation_accuracy=round(entry["eval_accuracy"], 5),
+                validation_accuracy=round(entry[accuracy], 5),
                 # generation: eval_accuracy is token accuracy on completions, and there is no macro-F1
                 validation_macro_f1=round(entry["eval_macro_f1"], 5) if "eval_macro_f1" in entry else None,
             )

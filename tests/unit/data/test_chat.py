@@ -128,3 +128,22 @@ def test_a_templates_own_refusal_is_a_clear_error(tokenizer):
 def test_bad_chat_messages_are_named(messages, says, declared):
     with pytest.raises(ValueError, match=says):
         chat_example(declared, messages)
+
+
+def test_a_function_calling_example_trains_on_its_tool_call_and_its_reply_with_the_tools_in_the_prompt(
+    chatml_tokenizer,
+):
+    from tests.unit.jobs.test_file_check import TOOLS_CHATML, WITH_TOOLS
+
+    tokenizer = copy.deepcopy(chatml_tokenizer)
+    tokenizer.chat_template = TOOLS_CHATML
+    example = chat_example(tokenizer, WITH_TOOLS["messages"], WITH_TOOLS["tools"])
+    assert example.prompt.startswith("<|im_start|>system\nget_weather\n<|im_end|>")  # the tools, as trained with
+    assert example.completion == "Rain.<|im_end|>\n"
+    (call,) = [example.prompt[s:e] for s, e in example.prompt_spans]  # the earlier assistant turn trains too
+    assert '<tool_call>get_weather {"city": "Oslo"}</tool_call>' in call
+    with pytest.raises(ValueError, match=r"messages\[1\]"):  # without its tools, the call is no message at all
+        chat_example(tokenizer, WITH_TOOLS["messages"])
+    frame = pd.DataFrame({"messages": [WITH_TOOLS["messages"]], "tools": [WITH_TOOLS["tools"]]})
+    pairs = to_pairs(frame, "chat.jsonl", load_params(ROOT / "params.yaml").generation, tokenizer)
+    assert pairs["completion"].tolist() == ["Rain.<|im_end|>\n"]

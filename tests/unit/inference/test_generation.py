@@ -28,16 +28,6 @@ PROMPTS = [
 MAX_NEW = 12
 
 
-@pytest.fixture(scope="module")
-def lm(tmp_path_factory: pytest.TempPathFactory, tokenizer: Any) -> Any:
-    from transformers import AutoModelForCausalLM
-
-    from tuneops.data.sample import build_gpt2
-
-    path = build_gpt2(tmp_path_factory.mktemp("lm") / "gpt2", tokenizer, seed=1)
-    return AutoModelForCausalLM.from_pretrained(path).eval()
-
-
 def hf_greedy(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int) -> list[int]:
     """transformers' own greedy generate on one prompt alone: no padding at all."""
     ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
@@ -105,7 +95,7 @@ def test_on_text_deltas_join_into_the_text_and_never_carry_the_stop(lm: Any, tok
     stops = [c.text[5:8] for c in full[:3]] + [c.text[:2] + "\x00" for c in full[3:]]
     deltas: dict[int, list[str]] = {}
     out = generate(
-        lm, tokenizer, PROMPTS, stop=stops, on_text=lambda i, d: deltas.setdefault(i, []).append(d), **SAMPLED
+        lm, tokenizer, PROMPTS, stop=stops, on_text=lambda i, d, _: deltas.setdefault(i, []).append(d), **SAMPLED
     )
     for i, completion in enumerate(out):
         assert "".join(deltas.get(i, [])) == completion.text
@@ -207,3 +197,78 @@ def test_text_decoded_a_token_at_a_time_equals_decoding_all_and_waits_for_whole_
         pieces.append(text.ready(final=n == len(ids)))
     assert "".join(pieces) == text.text == tokenizer.decode(ids) == source
     assert not any("\ufffd" in p for p in pieces)  # half characters were held, never sent
+
+
+def test_logprobs_are_the_models_own_with_the_k_most_likely_tokens(lm: Any, tokenizer: Any) -> None:
+    """Scoring a prompt (echo, no new tokens) gives each token's log-probability given the ones before it and the
+    k most likely tokens there, exactly as the model's forward pass has them; the first token has none."""
+    prompt = PROMPTS[2]
+    scored = generate(lm, tokenizer, [prompt], max_new_tokens=0, echo=True, logprobs=True, top_logprobs=3)[0]
+    ids = tokenizer(prompt)["input_ids"]
+    with torch.inference_mode():
+        logp = torch.log_softmax(lm(torch.tensor([ids])).logits[0].float(), dim=-1)
+    lp = scored.logprobs
+    assert (
+        scored.text == prompt
+        and scored.completion_tokens == 0
+        and lp.tokens == tokenizer.batch_decode([[i] for i in ids])
+    )
+    assert lp.logprobs[0] is None and lp.top[0] == []
+    assert lp.logprobs[1:] == pytest.approx([logp[i - 1, ids[i]].item() for i in range(1, len(ids))], abs=1e-4)
+    for i in range(1, len(ids)):
+        values, best = logp[i - 1].topk(3)
+        assert [t for t, _ in lp.top[i]] == tokenizer.batch_decode([[b] for b in best.tolist()])
+        assert [v for _, v in lp.top[i]] == pytest.approx(values.tolist(), abs=1e-4)
+
+
+def test_logprobs_are_taken_before_temperature(lm: Any, tokenizer: Any) -> None:
+    """The first new token's alternatives depend on the prompt only: the same whatever the temperature."""
+
+    def first_place(temperature: float) -> list[tuple[str, float]]:
+        out = generate(
+            lm, tokenizer, PROMPTS[:1], max_new_tokens=1, temperature=temperature, logprobs=True, seed=2, top_logprobs=5
+        )
+        return out[0].logprobs.top[0]
+
+    greedy, hot = first_place(0.0), first_place(2.0)
+    assert [t for t, _ in hot] == [t for t, _ in greedy]
+    assert [v for _, v in hot] == pytest.approx([v for _, v in greedy], abs=1e-5)
+    chosen = generate(lm, tokenizer, PROMPTS[:1], max_new_tokens=1, logprobs=True, top_logprobs=5)[0].logprobs
+    assert (chosen.tokens[0], chosen.logprobs[0]) == (greedy[0][0], pytest.approx(greedy[0][1], abs=1e-5))
+
+
+def test_a_token_id_prompt_is_seen_exactly_as_given(lm: Any, tokenizer: Any) -> None:
+    ids = tokenizer(PROMPTS[0])["input_ids"]
+    as_ids, as_text = generate(lm, tokenizer, [ids, PROMPTS[0]], max_new_tokens=6, logprobs=True)
+    assert as_ids == as_text
+    # "hello" spelled a byte at a time: not how the tokenizer would split it, and the model sees those 5 tokens
+    spelled = tokenizer.convert_tokens_to_ids(list("hello"))
+    assert spelled != tokenizer("hello")["input_ids"]
+    echoed = generate(lm, tokenizer, [spelled], max_new_tokens=0, echo=True, logprobs=True)[0]
+    assert echoed.text == "hello" and echoed.prompt_tokens == 5 and echoed.tokens == list("hello")
+    with pytest.raises(ValueError, match="token id 99999 is not in the model's vocabulary"):
+        generate(lm, tokenizer, [[1, 99999]], max_new_tokens=2)
+
+
+def triples(tokens: Any) -> list[tuple[str, float | None, list]]:
+    return list(zip(tokens.tokens, tokens.logprobs, tokens.top, strict=True))
+
+
+def test_streamed_deltas_carry_the_logprobs_of_their_own_tokens(lm: Any, tokenizer: Any) -> None:
+    deltas: dict[int, list[Any]] = {}
+    out = generate(
+        lm,
+        tokenizer,
+        PROMPTS[:3],
+        logprobs=True,
+        top_logprobs=2,
+        echo=True,
+        on_text=lambda i, d, tokens: deltas.setdefault(i, []).append(tokens),
+        **SAMPLED,
+    )
+    for i, completion in enumerate(out):
+        sent = [t for tokens in deltas[i] for t in triples(tokens)]
+        whole = triples(completion.logprobs)
+        assert all(len(tokens) > 0 for tokens in deltas[i]) and len(deltas[i]) > 2
+        assert sent == whole[: len(sent)]  # in order, none twice; what is left brought no text (an eos)
+        assert "".join(t for t, _, _ in whole[len(sent) :]) in ("", tokenizer.eos_token)

@@ -76,3 +76,31 @@ def test_events_are_newest_first_with_stable_ids_and_loss_as_metrics():
 def test_trained_tokens_are_train_tokens_times_epochs():
     report = {"splits": {"train": {"rows": 100, "mean": 12.5}}}
     assert trained_tokens(report, 2) == 2500 and trained_tokens(None, 2) is None
+
+
+def test_metrics_events_come_at_the_time_each_step_was_logged_and_a_resumed_stage_has_events_of_its_own():
+    logged = [dict(entry, time=200.0 + entry["step"]) for entry in HISTORY]
+    runs = [
+        StageRun("train", 104.0, 110.0, "FAILED", "train: paused at step 3, its checkpoint saved"),
+        StageRun("train", 150.0, 230.0, "COMPLETED"),
+    ]
+    files = JobFiles(steps=Timed(logged, 999.0))
+    events = job_events("ftjob-x", 99.0, runs, files, "running", None, None, None)
+    metrics = {e.data["step"]: e.created_at for e in events if e.type == "metrics"}
+    assert metrics == {5: 205, 10: 210, 15: 215, 20: 220}
+    assert len({e.id for e in events}) == len(events)
+    messages = [e.message for e in events]
+    assert "Stage train paused at step 3 (checkpoint saved) in 6.0 s" in messages
+    assert "Stage train finished in 80.0 s" in messages
+    assert not any(e.level == "error" for e in events)
+
+
+def test_the_job_says_which_rows_train_and_which_the_gate_scores():
+    splits = {"splits": {"train": {"rows": 80}, "validation": {"rows": 10}, "test": {"rows": 10}}}
+    files = JobFiles(manifest=Timed(splits, 105.0))
+    carved = job_events("ftjob-x", 99.0, [], files, "running", None, None, None)
+    said = next(e.message for e in carved if e.message.startswith("Training on"))
+    assert said.startswith("Training on 80 of the 100 rows of training_file") and "validation_file" in said
+    given = job_events("ftjob-x", 99.0, [], files, "running", None, None, None, "file-v", 50)
+    said = next(e.message for e in given if e.message.startswith("Training on"))
+    assert "all 80 rows" in said and "10 rows of validation_file file-v" in said and "max_train_samples" in said

@@ -29,6 +29,12 @@ def test_prefect_states_map_onto_openai_statuses(state, started, registered, sta
     assert job_status(state, started, registered) == status
 
 
+def test_a_suspended_run_is_a_paused_job_and_a_review_pause_is_still_running():
+    assert job_status("PAUSED", True, False, "Suspended") == "paused"
+    assert job_status("PAUSED", True, False, "Paused") == "running"  # a person reviewing data: the run waits
+    assert job_status("SCHEDULED", True, False, "Resuming") == "queued"
+
+
 def test_a_failed_job_says_why_in_openais_error_shape():
     gate = GateVerdict(
         verdict="failed",

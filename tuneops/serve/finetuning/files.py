@@ -1,5 +1,6 @@
 """OpenAI's files routes: POST /v1/files, GET /v1/files, GET /v1/files/{id}, GET /v1/files/{id}/content,
-DELETE /v1/files/{id}. Uploads are stored content-addressed in the project's data/files/ (tuneops.jobs.file_store)."""
+DELETE /v1/files/{id}. Each upload is a file of its own in the project's data/files/, its bytes stored once
+(tuneops.jobs.file_store); an expired one (`expires_after`) is a 404 like any unknown id."""
 
 from __future__ import annotations
 
@@ -7,24 +8,70 @@ from typing import Literal
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import Response
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from tuneops.jobs.file_store import FileObject
+from tuneops.jobs.file_store import MAX_EXPIRY_S, MIN_EXPIRY_S, ExpiresAfter, FileObject
 from tuneops.serve.errors import API_PREFIX, APIError
 from tuneops.serve.finetuning.protocol import FileDeleted, FileList, ends
 from tuneops.serve.finetuning.shared import fine_tuning, not_found, paged
 
 router = APIRouter(prefix=API_PREFIX, tags=["OpenAI files"])
 
+SERVED = "fine-tune"
+OPENAI_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")  # openai FileCreateParams
+
 
 @router.post("/files")
-async def create_file(request: Request, file: UploadFile = File(...), purpose: str = Form(...)) -> FileObject:
-    """Multipart `file` and `purpose` (`fine-tune`): stored by content, checked, tracked by DVC."""
-    if purpose != "fine-tune":
-        raise APIError(400, f"purpose {purpose!r} is not supported here: only 'fine-tune'", param="purpose")
+async def create_file(
+    request: Request,
+    file: UploadFile = File(...),
+    purpose: str = Form(...),
+    anchor: str | None = Form(None, alias="expires_after[anchor]"),  # OpenAI's multipart form of expires_after
+    seconds: str | None = Form(None, alias="expires_after[seconds]"),
+) -> FileObject:
+    """Multipart `file`, `purpose` (`fine-tune`) and optionally `expires_after`: stored, checked, tracked by DVC."""
+    check_purpose(purpose)
+    expires_after = expiry(anchor, seconds)
     content = await file.read()
     ft = fine_tuning(request)
-    return await run_in_threadpool(ft.store.add, content, file.filename or "upload.jsonl", "fine-tune")
+    return await run_in_threadpool(ft.store.add, content, file.filename or "upload.jsonl", SERVED, expires_after)
+
+
+def check_purpose(purpose: str) -> None:
+    """Only fine-tuning files are served; OpenAI's other purposes are named as such, anything else as unknown."""
+    if purpose == SERVED:
+        return
+    if purpose in OPENAI_PURPOSES:
+        message = f"purpose {purpose!r} is not served here: tuneops serves only purpose 'fine-tune'"
+    else:
+        known = ", ".join(OPENAI_PURPOSES)
+        message = f"purpose {purpose!r} is not one of OpenAI's ({known}); tuneops serves only purpose 'fine-tune'"
+    raise APIError(400, message, param="purpose", code="invalid_value")
+
+
+def expiry(anchor: str | None, seconds: str | None) -> ExpiresAfter | None:
+    """OpenAI's `expires_after` from its form fields; both or neither."""
+    if anchor is None and seconds is None:
+        return None
+    if anchor is None or seconds is None:
+        missing = "anchor" if anchor is None else "seconds"
+        raise APIError(
+            400,
+            f"Missing required parameter: 'expires_after.{missing}'.",
+            param=f"expires_after.{missing}",
+            code="missing_required_parameter",
+        )
+    try:
+        return ExpiresAfter.model_validate({"anchor": anchor, "seconds": seconds})
+    except ValidationError as exc:
+        where = str(exc.errors()[0]["loc"][0])
+        said = {
+            "anchor": f"expires_after.anchor must be 'created_at', not {anchor!r}",
+            "seconds": f"expires_after.seconds must be a whole number from {MIN_EXPIRY_S} (1 hour) to {MAX_EXPIRY_S} "
+            f"(30 days), not {seconds!r}",
+        }
+        raise APIError(400, said[where], param=f"expires_after.{where}", code="invalid_value") from None
 
 
 @router.get("/files")

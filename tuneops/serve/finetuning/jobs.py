@@ -9,6 +9,7 @@ for (tuneops.jobs), nothing else stores it.
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,15 +18,17 @@ from fastapi import APIRouter, Query, Request
 
 from tuneops.config.errors import UserError
 from tuneops.config.params import load_params, tracking_uri
-from tuneops.config.paths import PARAMS_PATH
+from tuneops.config.paths import PARAMS_PATH, PAUSE_REQUEST_PATH
 from tuneops.config.records import GateVerdict, Registration
+from tuneops.io.files import remove, write_text
 from tuneops.jobs.events import RESULTS_CSV, StageRun, job_checkpoints, job_events, read_job_files, trained_tokens
 from tuneops.jobs.file_store import file_id
-from tuneops.jobs.orchestration import cancel_run, job_runs, read_run, task_runs
+from tuneops.jobs.orchestration import cancel_run, job_runs, read_run, resume_run, task_runs
 from tuneops.jobs.spec import (
     JobRequest,
     JobSpec,
     absolute_tracking_uri,
+    draw_seed,
     fine_tuned_model,
     flow_run_id,
     job_id,
@@ -58,13 +61,14 @@ def job_object(root: Path, run: FlowRun) -> FineTuningJob:
     files = read_job_files(workspace)
     registered = Registration.model_validate(files.registration.value) if files.registration else None
     state = run.state_type.value if run.state_type else None
-    status = job_status(state, workspace.is_dir(), registered is not None)
+    status = job_status(state, workspace.is_dir(), registered is not None, run.state_name)
     gate = GateVerdict.model_validate(files.gate.value) if files.gate else None
     failed_at = None if workspace.is_dir() else FILE_CHECK_TASK  # the workspace is made once the files passed
     error = job_error(status, run.state.message if run.state else None, gate, failed_at)
     results = workspace / RESULTS_CSV
     done = status in ("succeeded", "failed", "cancelled")
-    supervised = {"type": "supervised", "supervised": {"hyperparameters": spec.hyperparameters.model_dump()}}
+    hyperparameters = spec.hyperparameters.model_dump(exclude_none=True)
+    method = {"type": spec.method, spec.method: {"hyperparameters": hyperparameters}}
     return FineTuningJob(
         id=job,
         created_at=int(run.created.timestamp()),
@@ -74,7 +78,7 @@ def job_object(root: Path, run: FlowRun) -> FineTuningJob:
         else None,
         finished_at=int((run.end_time or run.state.timestamp).timestamp()) if done and run.state else None,
         hyperparameters=spec.hyperparameters,
-        method=supervised,
+        method=method,
         model=spec.model,
         result_files=[file_id(results.read_bytes())] if results.is_file() else [],
         seed=spec.seed,
@@ -105,7 +109,34 @@ def check_files_exist(ft: FineTuning, body: JobRequest) -> None:
             )
 
 
+def check_continued_model(request: Request, model: str) -> None:
+    """An `ft:` model to continue from must be one this server answers to (a registered version or a servable
+    checkpoint): refused now, not when a worker fails to export it."""
+    catalog = getattr(request.app.state, "catalog", None)
+    if not model.startswith("ft:") or catalog is None:
+        return
+    if model not in {card.id for card in catalog.cards()}:
+        raise APIError(
+            400,
+            f"model {model!r}: no fine-tuned model or checkpoint here answers to it (GET /v1/models lists them)",
+            param="model",
+            code="model_not_found",
+        )
+
+
 def build_spec(ft: FineTuning, body: JobRequest) -> dict[str, object]:
+    if body.integrations:
+        raise APIError(
+            400,
+            "integrations are not offered here: every job is tracked in the project's MLflow (its runs, metrics and "
+            "registered model, under register.experiment_name in params.yaml); send integrations: [] or omit it",
+            param="integrations",
+            code="unsupported_parameter",
+        )
+    try:
+        method = body.method_type()
+    except UserError as exc:
+        raise APIError(400, str(exc), param="method", code="unsupported_parameter") from None
     try:
         asked = body.requested()
     except UserError as exc:
@@ -116,14 +147,16 @@ def build_spec(ft: FineTuning, body: JobRequest) -> dict[str, object]:
         raise APIError(500, f"the server's {exc}") from None
     tracking = absolute_tracking_uri(tracking_uri(params.register_), ft.root)
     ensure_experiment(tracking, params.register_.experiment_name, ft.root)
-    overrides = job_overrides(body, params, tracking)
+    seed = body.seed if body.seed is not None else draw_seed()
+    overrides = job_overrides(body, params, tracking, seed)
     spec = JobSpec(
         model=body.model,
         training_file=body.training_file,
         validation_file=body.validation_file,
-        hyperparameters=resolve(asked, params.train.args),
+        hyperparameters=resolve(asked, params.train),
+        method=method,
         suffix=body.suffix,
-        seed=overrides["train.args.seed"],
+        seed=seed,
         metadata=body.metadata,
         overrides=overrides,
     )
@@ -144,6 +177,7 @@ def ensure_experiment(tracking: str, name: str, root: Path) -> None:
 def create_job(request: Request, body: JobRequest) -> FineTuningJob:
     ft = fine_tuning(request)
     check_files_exist(ft, body)
+    check_continued_model(request, body.model)
     prefect_call(lambda: None)  # no orchestrator, no job: said before the slower work below
     spec = build_spec(ft, body)
     run = prefect_call(ft.deployment.submit, spec)
@@ -157,10 +191,32 @@ def list_jobs(
     limit: int = Query(default=20, ge=1, le=MAX_LIMIT),
 ) -> JobList:
     ft = fine_tuning(request)
-    runs = prefect_call(job_runs)
+    wanted = metadata_filter(request)
+    runs = [r for r in prefect_call(job_runs) if matches(spec_of(r).metadata, wanted)]
     keyed = [_Keyed(job_id(r.id), r) for r in runs]
     chunk, more = paged(keyed, after, limit)
     return JobList(data=[job_object(ft.root, k.run) for k in chunk], has_more=more)
+
+
+def metadata_filter(request: Request) -> dict[str, str] | None:
+    """OpenAI's `metadata[k]=v` query parameters (the client's `jobs.list(metadata={...})`); `metadata=null` asks for
+    jobs without metadata ({})."""
+    wanted = {
+        key[len("metadata[") : -1]: value
+        for key, value in request.query_params.multi_items()
+        if key.startswith("metadata[") and key.endswith("]")
+    }
+    if request.query_params.get("metadata") == "null":
+        return {}
+    return wanted or None
+
+
+def matches(metadata: dict[str, str] | None, wanted: dict[str, str] | None) -> bool:
+    if wanted is None:
+        return True
+    if not wanted:
+        return not metadata
+    return all((metadata or {}).get(k) == v for k, v in wanted.items())
 
 
 class _Keyed:
@@ -186,6 +242,49 @@ def cancel_job(request: Request, fine_tuning_job_id: str) -> FineTuningJob:
             400, f"job {fine_tuning_job_id} already {current.status}: nothing to cancel", code="job_not_cancellable"
         )
     prefect_call(cancel_run, run.id)
+    return job_object(ft.root, read_job(ft, fine_tuning_job_id))
+
+
+PAUSE_WAIT_S = 20.0  # a pause takes effect at the end of the training step under way, then a checkpoint is saved
+
+
+@router.post("/fine_tuning/jobs/{fine_tuning_job_id}/pause")
+def pause_job(request: Request, fine_tuning_job_id: str) -> FineTuningJob:
+    """Pause a running job: training saves a checkpoint at the end of its current step and stops; the run leaves its
+    worker (status `paused`) until resumed. Answers once paused, or after PAUSE_WAIT_S with the status then."""
+    ft = fine_tuning(request)
+    current = job_object(ft.root, read_job(ft, fine_tuning_job_id))
+    if current.status != "running":
+        raise APIError(
+            400,
+            f"job {fine_tuning_job_id} is {current.status}: only a running job can be paused",
+            code="job_not_pausable",
+        )
+    request_path = job_workspace(ft.root, current.id) / PAUSE_REQUEST_PATH
+    request_path.parent.mkdir(parents=True, exist_ok=True)
+    write_text(request_path, uuid.uuid4().hex)  # the suspend key: each pause of a job is a new one
+    deadline = time.monotonic() + PAUSE_WAIT_S
+    while (job := job_object(ft.root, read_job(ft, fine_tuning_job_id))).status == "running":
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    return job
+
+
+@router.post("/fine_tuning/jobs/{fine_tuning_job_id}/resume")
+def resume_job(request: Request, fine_tuning_job_id: str) -> FineTuningJob:
+    """Resume a paused job under the same id: a worker picks it up and training continues from its checkpoint."""
+    ft = fine_tuning(request)
+    run = read_job(ft, fine_tuning_job_id)
+    current = job_object(ft.root, run)
+    if current.status != "paused":
+        raise APIError(
+            400,
+            f"job {fine_tuning_job_id} is {current.status}: only a paused job can be resumed",
+            code="job_not_resumable",
+        )
+    remove(job_workspace(ft.root, current.id) / PAUSE_REQUEST_PATH)
+    prefect_call(resume_run, run.id)
     return job_object(ft.root, read_job(ft, fine_tuning_job_id))
 
 
@@ -216,7 +315,12 @@ def list_events(
     version = Registration.model_validate(files.registration.value).version if files.registration else None
     ft_model = fine_tuned_model(job.model, job.user_provided_suffix, version) if version else None  # before the end
     runs = stage_runs(run.id)
-    events = job_events(job.id, run.created.timestamp(), runs, files, job.status, finished, ft_model, job.error)
+    spec = spec_of(run)
+    asked = spec.overrides.get("data.max_train_samples")
+    created = run.created.timestamp()
+    events = job_events(
+        job.id, created, runs, files, job.status, finished, ft_model, job.error, spec.validation_file, asked
+    )
     chunk, more = paged(events, after, limit)
     return EventList(data=chunk, has_more=more)
 

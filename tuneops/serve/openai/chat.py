@@ -1,6 +1,8 @@
 """POST /v1/chat/completions, OpenAI's Chat Completions for a generation model: the messages rendered with the
 chat template its registered tokenizer carries (the one it was trained with: tuneops.data.chat), the answer cut
-at the template's end of turn, whole or streamed as server-sent events."""
+at the template's end of turn, whole or streamed as server-sent events. With `logprobs: true` each token comes
+with its log-probability and the `top_logprobs` most likely tokens at its place (the model's own distribution,
+before temperature and top_p); a streamed chunk carries its own tokens'."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from fastapi.sse import EventSourceResponse
 from tuneops.data.chat import render, turn_end
 from tuneops.data.templates import check_messages
 from tuneops.inference.batching import Event, Failed, InferenceRequest, TextDelta
-from tuneops.inference.generation import Completion as Generated
+from tuneops.inference.generation import Tokens
 from tuneops.serve.errors import APIError
 from tuneops.serve.openai.common import (
     DONE,
@@ -27,6 +29,7 @@ from tuneops.serve.openai.common import (
     event_stream,
     events,
     generated,
+    json_logprob,
     new_id,
     resolve,
     results,
@@ -86,7 +89,7 @@ async def chat_completions(
         ChatChoice(
             index=i,
             message=ChatMessage(content=row.text),
-            logprobs=logprobs(row, body.top_logprobs or 0) if body.logprobs else None,
+            logprobs=logprobs(row.logprobs) if body.logprobs and row.logprobs is not None else None,
             finish_reason=row.finish_reason,
         )
         for i, row in enumerate(answers)
@@ -102,13 +105,25 @@ def messages(body: ChatCompletionRequest) -> list[dict[str, str]]:
     return [{"role": roles.get(m.role, m.role), "content": m.text()} for m in body.messages]
 
 
-def logprobs(row: Generated, top: int) -> ChoiceLogprobs:
+def logprobs(tokens: Tokens) -> ChoiceLogprobs:
+    """Each token with its log-probability and the most likely tokens at its place (as many as top_logprobs)."""
     content = [
-        TokenLogprob(token=t, logprob=lp, top_logprobs=[TopLogprob(token=t, logprob=lp)] if top else [])
-        for t, lp in zip(row.tokens or [], row.token_logprobs or [], strict=False)
+        TokenLogprob(
+            token=token,
+            logprob=json_logprob(lp),
+            bytes=utf8(token),
+            top_logprobs=[TopLogprob(token=t, logprob=json_logprob(v), bytes=utf8(t)) for t, v in top],
+        )
+        for token, lp, top in zip(tokens.tokens, tokens.logprobs, tokens.top, strict=True)
         if lp is not None
     ]
     return ChoiceLogprobs(content=content)
+
+
+def utf8(token: str) -> list[int]:
+    """A token's text as UTF-8 bytes (a token holding part of a character decodes to U+FFFD, so its bytes are
+    that replacement character's, as vLLM gives them)."""
+    return list(token.encode("utf-8", errors="replace"))
 
 
 async def stream(
@@ -124,17 +139,22 @@ async def stream(
         )
 
     yield chunk([ChunkChoice(index=i, delta=Delta(role="assistant", content="")) for i in range(n)])
+    tokens_sent = [0] * n
     async for event in events(inference, first):
         if isinstance(event, TextDelta):
             sent[event.row] += event.text
-            yield chunk([ChunkChoice(index=event.row, delta=Delta(content=event.text))])
+            lp = logprobs(event.logprobs) if body.logprobs and event.logprobs is not None else None
+            tokens_sent[event.row] += len(event.logprobs or ())
+            yield chunk([ChunkChoice(index=event.row, delta=Delta(content=event.text), logprobs=lp)])
         elif isinstance(event, Failed):
             yield error_event(event.error, "messages")
         else:
             for i, row in enumerate(generated(event.results)):
                 rest = unsent(row.text, sent[i])
-                if rest:
-                    yield chunk([ChunkChoice(index=i, delta=Delta(content=rest))])
+                left = row.logprobs.since(tokens_sent[i]) if body.logprobs and row.logprobs is not None else None
+                if rest or left:  # the rest of the text, and tokens that brought none (the end of turn's)
+                    lp = logprobs(left) if left else None
+                    yield chunk([ChunkChoice(index=i, delta=Delta(content=rest), logprobs=lp)])
                 yield chunk([ChunkChoice(index=i, delta=Delta(), finish_reason=row.finish_reason)])
             if body.stream_options and body.stream_options.include_usage:
                 yield chunk([], tally(event.results, n))

@@ -8,6 +8,7 @@ The routes read what they share from `request.app.state`: `catalog` (registry.ca
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -23,12 +24,16 @@ from tuneops.registry.catalog import ModelNotFound, Served
 from tuneops.serve.errors import APIError
 from tuneops.serve.openai.protocol import Sampled, Usage
 
+log = logging.getLogger("tuneops.serve")
+
 VERSION_HEADER = "X-Model-Version"  # the registered version that answered, as on /predict
 NOTHING_REGISTERED = (
     "no model is registered in this server's tracking store yet: run `dvc repro` (or `tuneops demo` for the "
     "offline sample) to register one"
 )
 DONE = format_sse_event(data_str="[DONE]")  # OpenAI's end of a stream, `data: [DONE]` and a blank line
+LOGPROB_FLOOR = -9999.0  # JSON has no -inf: a token the model rules out is given this, as vLLM does
+_ignored_logged: set[str] = set()  # the ignored parameters already logged by this process (each name once)
 
 
 def not_found(exc: ModelNotFound) -> APIError:
@@ -48,14 +53,28 @@ async def resolve(request: Request, model_id: str) -> Served:
 def check_sampled(body: Sampled, limit: int) -> None:
     """The parameters every completion request shares, against what tuneops does and the server's limits."""
     if (refused := body.refused()) is not None:
-        param, why = refused
-        raise APIError(400, why, param=param, code="unsupported_parameter")
+        raise APIError(400, refused.message, param=refused.param, code=refused.code)
+    log_ignored(body.ignored())
     budget = body.token_budget()
     if budget is not None and budget > limit:
         param = "max_completion_tokens" if getattr(body, "max_completion_tokens", None) else "max_tokens"
         raise APIError(
             400, f"{param} is {budget}, over this server's limit of {limit}", param=param, code="invalid_value"
         )
+
+
+def log_ignored(names: Iterable[str]) -> None:
+    """Say once per process (per name, never its value) that a parameter was accepted and changes nothing here:
+    a client that counts on one learns it from the log without every request repeating it."""
+    for name in names:
+        if name not in _ignored_logged:
+            _ignored_logged.add(name)
+            log.info("OpenAI parameter `%s` accepted and ignored: it changes nothing tuneops answers", name)
+
+
+def json_logprob(logprob: float) -> float:
+    """A log-probability JSON can carry: -inf (a token the model rules out) becomes LOGPROB_FLOOR."""
+    return max(logprob, LOGPROB_FLOOR)
 
 
 def check_text(texts: Iterable[str], param: str) -> None:

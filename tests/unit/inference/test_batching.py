@@ -1,0 +1,73 @@
+"""The serving worker (tuneops.inference.batching) on the tiny GPT-2: one request's bad input fails that request
+alone, never another request that arrived in the same batch window."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from tuneops.inference.batching import Batcher, Failed, Finished, InferenceRequest, TextDelta
+from tuneops.inference.generation import generate
+from tuneops.inference.sampling import SamplingParams
+
+SAMPLED = SamplingParams(6, temperature=1.0, seed=1)
+
+
+async def answer(request: InferenceRequest) -> Finished | Failed:
+    while isinstance(event := await request.events.get(), TextDelta):
+        pass
+    return event
+
+
+def together(batcher: Batcher, *asked: tuple[Any, SamplingParams]) -> list[Finished | Failed]:
+    """Submit every (prompt, params) at once, within one batch window, and wait for each answer."""
+
+    async def run() -> list[Finished | Failed]:
+        loop = asyncio.get_running_loop()
+        requests = [InferenceRequest(served, [prompt], params, loop) for served, (prompt, params) in asked]
+        for request in requests:
+            batcher.submit(request)
+        return list(await asyncio.gather(*(answer(r) for r in requests)))
+
+    return asyncio.run(run())
+
+
+@pytest.fixture
+def batcher() -> Any:
+    batcher = Batcher(window_s=0.5, max_batch=32)
+    yield batcher
+    batcher.close()
+
+
+@pytest.fixture(scope="module")
+def served(lm: Any, tokenizer: Any) -> Any:
+    return SimpleNamespace(model=lm, tokenizer=tokenizer)
+
+
+def test_a_seed_torch_refuses_fails_only_its_own_request(batcher, served, lm, tokenizer):
+    """torch's generators take no seed of 2**64: once that failed every request batched beside it ("Overflow when
+    unpacking long long"); now the other request gets the very sample it gets alone."""
+    bad, good = together(
+        batcher,
+        (served, ("the beach", SamplingParams(6, temperature=1.0, seed=2**64))),
+        (served, ("the beach", SAMPLED)),
+    )
+    assert isinstance(bad, Failed) and isinstance(bad.error, ValueError) and "seed" in str(bad.error)
+    alone = generate(lm, tokenizer, ["the beach"], max_new_tokens=6, temperature=1.0, seed=1)
+    assert isinstance(good, Finished) and good.results == alone
+    assert (batcher.stats.calls, batcher.stats.requests) == (1, 1)  # the bad one never joined the call
+
+
+def test_a_call_that_fails_runs_again_one_request_at_a_time(batcher, served, lm, tokenizer):
+    """A token id past the model's vocabulary fails the shared call; each request then runs alone, so only that
+    one fails, and the worker goes on answering."""
+    greedy = SamplingParams(5)
+    bad, good = together(batcher, (served, ([1, 10**6], greedy)), (served, ("I love my cat", greedy)))
+    assert isinstance(bad, Failed) and "not in the model's vocabulary" in str(bad.error)
+    assert isinstance(good, Finished) and good.results == generate(lm, tokenizer, ["I love my cat"], max_new_tokens=5)
+    assert batcher.stats.calls == 3  # the shared call, then each request alone
+    (after,) = together(batcher, (served, ("ok", greedy)))
+    assert isinstance(after, Finished)
