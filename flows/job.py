@@ -28,7 +28,7 @@ from prefect.states import Failed
 
 from tuneops.config.errors import UserError
 from tuneops.config.params import load_params, parse_params, tracking_uri
-from tuneops.config.paths import DVC_YAML_PATH, PARAMS_PATH, REGISTERED_PATH
+from tuneops.config.paths import DVC_YAML_PATH, PARAMS_PATH, REGISTERED_PATH, job_workspace
 from tuneops.config.records import Registration
 from tuneops.io.files import read_json, write_text
 from tuneops.jobs.events import RESULTS_CSV, final_log_history, results_csv
@@ -41,7 +41,6 @@ from tuneops.jobs.spec import (
     fine_tuned_model,
     job_alias,
     job_id,
-    job_workspace,
 )
 from tuneops.jobs.states import FILE_CHECK_TASK
 

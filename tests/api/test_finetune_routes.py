@@ -8,23 +8,13 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, Clock
 from tuneops.jobs.file_store import FileStore
 from tuneops.serve.errors import install_error_handlers
 from tuneops.serve.finetuning.routes import router as finetune_router
 from tuneops.serve.finetuning.shared import FineTuning
 
 GOOD = "".join(f'{{"prompt": "day {i} ->", "completion": " fine {i}\\n"}}\n' for i in range(12)).encode()
-
-
-class Clock:
-    """The store's now, moved by the test: expiry without waiting an hour."""
-
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

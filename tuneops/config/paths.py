@@ -52,3 +52,8 @@ SPLITS = ("train", "validation", "test")
 
 def split_path(interim_dir: Path, split: str) -> Path:
     return interim_dir / f"{split}.parquet"
+
+
+def job_workspace(root: Path, job: str) -> Path:
+    """A fine-tuning job's workspace under the project `root`: where its pipeline runs and its checkpoints stay."""
+    return root / JOBS_DIR / job

@@ -13,9 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
 from tuneops.config.errors import UserError
 from tuneops.config.params import Params, TrainParams
-from tuneops.config.paths import (
-    JOBS_DIR,
-)
 
 JOB_PREFIX = "ftjob-"
 
@@ -287,10 +284,6 @@ def flow_run_id(job: str) -> uuid.UUID | None:
 def job_alias(job: str) -> str:
     """The MLflow alias a job's registered version gets (aliases take letters, digits, '_' and '-')."""
     return job
-
-
-def job_workspace(root: Path, job: str) -> Path:
-    return root / JOBS_DIR / job
 
 
 def base_model_name(model: str) -> str:

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Protocol
 from pydantic import BaseModel, Field
 
 from tuneops.config.params import tracking_uri
+from tuneops.config.paths import job_workspace
 from tuneops.config.runner import redact
 from tuneops.data.chat import with_chat_template
 from tuneops.models.loading import is_generator
@@ -45,7 +46,6 @@ from tuneops.registry.checkpoints import (
     fine_tuned_prefix,
     is_servable,
     job_params,
-    job_workspace,
     load_checkpoint,
     parse_checkpoint_id,
     servable_steps,

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from tuneops.config.errors import UserError
 from tuneops.config.params import GenerationParams, ModelParams
-from tuneops.config.paths import CANDIDATE_DIR, CHECKPOINT_DIR, JOBS_DIR, PARAMS_PATH
+from tuneops.config.paths import CANDIDATE_DIR, CHECKPOINT_DIR, PARAMS_PATH, job_workspace
 from tuneops.models.loading import (
     for_inference,
     load_causal_lm,
@@ -71,10 +71,6 @@ def fine_tuned_prefix(fine_tuned: str) -> str:
 def checkpoint_id(fine_tuned: str, job: str, step: int) -> str:
     """The id of a checkpoint of the job that registered the version whose ft: id is `fine_tuned`."""
     return f"{fine_tuned_prefix(fine_tuned)}:{job}:ckpt-step-{step}"
-
-
-def job_workspace(root: Path, job: str) -> Path:
-    return root / JOBS_DIR / job
 
 
 def checkpoint_path(root: Path, job: str, step: int) -> Path:

@@ -3,18 +3,11 @@ files stored before blobs still read, expiry, and a bad file kept with its reaso
 
 from __future__ import annotations
 
+from tests.conftest import Clock
 from tuneops.io.files import write_json
 from tuneops.jobs.file_store import ExpiresAfter, FileObject, FileStore, file_id, is_file_id
 
 GOOD = "".join(f'{{"prompt": "day {i} was fine ->", "completion": " text {i}\\n"}}\n' for i in range(12)).encode()
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def blobs(store: FileStore) -> list[str]:

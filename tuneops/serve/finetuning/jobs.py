@@ -18,7 +18,7 @@ from fastapi import APIRouter, Query, Request
 
 from tuneops.config.errors import UserError
 from tuneops.config.params import load_params, tracking_uri
-from tuneops.config.paths import PARAMS_PATH, PAUSE_REQUEST_PATH
+from tuneops.config.paths import PARAMS_PATH, PAUSE_REQUEST_PATH, job_workspace
 from tuneops.config.records import GateVerdict, Registration
 from tuneops.io.files import remove, write_text
 from tuneops.jobs.events import RESULTS_CSV, StageRun, job_checkpoints, job_events, read_job_files, trained_tokens
@@ -33,7 +33,6 @@ from tuneops.jobs.spec import (
     flow_run_id,
     job_id,
     job_overrides,
-    job_workspace,
     resolve,
 )
 from tuneops.jobs.states import FILE_CHECK_TASK, job_error, job_status
