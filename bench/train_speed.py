@@ -1,6 +1,8 @@
 """Training speed, side by side: (a) the seed recipe vs (b) the project's `train` stage, on this CPU.
 
     python bench/train_speed.py [--also fp32,no-checkpointing,compile]   (needs ../shared; minutes on 2 cores)
+    python bench/train_speed.py --vs-trl [--quick | --full]   generation training beside TRL's SFTTrainer, packed
+                                                             and not (bench/train_vs_trl.py)
 
 Model: GPT2ForSequenceClassification(GPT2Config(num_labels=3)), random init (the pretrained weights cost the
 same compute). Data: 1,000 real tweets, the real GPT-2 tokenizer.
@@ -297,6 +299,11 @@ def report(a: dict, b: dict, peak: float, peak_bf16: float, extra: dict[str, dic
 
 
 def main() -> None:
+    if "--vs-trl" in sys.argv:  # task: generation, side by side with TRL: its own bench, with its own options
+        from train_vs_trl import main as vs_trl
+
+        vs_trl([a for a in sys.argv[1:] if a != "--vs-trl"])
+        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--also", default="", help=f"extra (b) runs, comma-separated: {', '.join(PRESETS)}")
     parser.add_argument("--side", choices=["a", "b"], help=argparse.SUPPRESS)

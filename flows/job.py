@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,9 @@ from tuneops.config.params import load_params, parse_params, tracking_uri
 from tuneops.config.paths import DVC_YAML_PATH, PARAMS_PATH, REGISTERED_PATH, job_workspace
 from tuneops.config.records import Registration
 from tuneops.io.files import read_json, write_text
-from tuneops.jobs.events import RESULTS_CSV, final_log_history, results_csv
 from tuneops.jobs.file_store import FileStore
+from tuneops.jobs.orchestration import restarts
+from tuneops.jobs.results import RESULTS_CSV, final_log_history, results_csv
 from tuneops.jobs.spec import (
     FT_MODEL_TAG,
     JOB_DATA_DIR,
@@ -42,7 +44,7 @@ from tuneops.jobs.spec import (
     job_alias,
     job_id,
 )
-from tuneops.jobs.states import FILE_CHECK_TASK
+from tuneops.jobs.states import FILE_CHECK_TASK, restart_refusal
 
 PIPELINE = (DVC_YAML_PATH, Path("tasks"), Path("tuneops"))  # params.yaml is written, not copied
 
@@ -142,6 +144,14 @@ def run_job(spec: JobSpec, pipeline: Callable[[str], Any]) -> Any:
     root = Path.cwd().resolve()
     job = job_id(flow_run.get_id())
     workspace = job_workspace(root, job)
+    restarted = restarts(uuid.UUID(flow_run.get_id()))
+    if restarted:  # its process died (Prefect's heartbeat automation put it back on the pool): resume, or give up
+        refusal = restart_refusal(len(restarted), restarted[-1][1])
+        if refusal:
+            return Failed(message=refusal)
+        log.warning(
+            "job %s: restart %d (%s); resuming from its last complete checkpoint", job, len(restarted), restarted[-1][1]
+        )
     try:
         check_files(spec, str(root))
     except UserError as exc:

@@ -23,8 +23,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from tuneops.config.checks import ValidateParams
 from tuneops.config.errors import UserError
-from tuneops.config.params import ValidateParams, load_params
+from tuneops.config.params import load_params
 from tuneops.config.paths import (
     DATA_DOCS_DIR,
     DATA_DOCS_INDEX,

@@ -42,10 +42,18 @@ os.environ.update(
     GIT_COMMITTER_NAME="tuneops tests",
     GIT_COMMITTER_EMAIL="tests@tuneops.local",
 )
+if workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")):
+    # `pytest -n N` (pytest-xdist): each worker's torch, and the stages, servers and torchrun ranks it starts, get
+    # its share of the cores. At every core each, N workers' OpenMP threads wait on each other (a server beside one
+    # busy process on 2 cores answered 8x fewer requests/s: issue 22's measurement).
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("PREFECT_API_URL", None)
 # dvc.yaml runs `python -m tasks.<stage>`: make `python` this interpreter even when the venv is not activated.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+OPT_IN = {"vllm": "`make test-vllm` (pytest -m vllm)", "long_drill": "`python bench/drills.py` (pytest -m long_drill)"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -56,6 +64,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.shared)
         if item.get_closest_marker("shared") and not have_shared:
             item.add_marker(pytest.mark.skip(reason=f"real data not found at {SHARED} (see shared/README.md)"))
+        # Asked for by name only (`-m vllm`, `-m long_drill`): each takes minutes, over the full suite's CI budget.
+        # vLLM's start 80-110 s (~5 GB) each; the long drills wait out Prefect's 75 s heartbeat window beside a twin.
+        for marker, how in OPT_IN.items():
+            if item.get_closest_marker(marker) and marker not in (config.getoption("-m") or ""):
+                item.add_marker(pytest.mark.skip(reason=f"{marker}: run with {how}"))
 
 
 @pytest.fixture(autouse=True)

@@ -169,6 +169,7 @@ def training_processes(workspace: Path) -> list[Any]:
 
 
 def test_a_cancelled_job_ends_cancelled_with_its_training_process_gone_and_nothing_registered(stack):
+    import openai
     from mlflow import MlflowClient
 
     train = upload(stack, "train.jsonl")
@@ -181,11 +182,14 @@ def test_a_cancelled_job_ends_cancelled_with_its_training_process_gone_and_nothi
         assert stack.client.fine_tuning.jobs.retrieve(job.id).status not in FINAL
         time.sleep(1)
     assert stack.client.fine_tuning.jobs.retrieve(job.id).status == "running"
+    with pytest.raises(openai.ConflictError, match=job.id):  # a running job's training file stays (409)
+        stack.client.files.delete(train.id)
     cancelled = stack.client.fine_tuning.jobs.cancel(job.id)
     assert cancelled.status == "cancelled"
     job, _, events = follow(stack.client, job.id)
     assert job.status == "cancelled" and job.fine_tuned_model is None and job.finished_at is not None
     assert events[-1].message == "The job was cancelled"
+    assert stack.client.files.delete(train.id).deleted  # the job is over: its file may go
     gone = time.monotonic() + 60
     while training_processes(workspace):  # the worker kills the flow run's process group: DVC, the trainer
         assert time.monotonic() < gone, [p.info["cmdline"] for p in training_processes(workspace)]

@@ -110,10 +110,15 @@ def test_refusals_are_openai_errors_naming_the_parameter(client):
     assert unknown_purpose["message"].startswith("purpose 'training' is not one of OpenAI's (assistants, batch,")
     no_file = client.post("/v1/fine_tuning/jobs", json={"model": "gpt2", "training_file": "file-" + "0" * 24})
     assert no_file.status_code == 400 and no_file.json()["error"]["param"] == "training_file"
+    assert no_file.headers["x-should-retry"] == "false"  # OpenAI's clients obey it
     bad_hp = client.post(
         "/v1/fine_tuning/jobs", json={"model": "gpt2", "training_file": "f", "hyperparameters": {"n_epochs": 0}}
     )
     assert bad_hp.status_code == 400 and bad_hp.json()["error"]["param"] == "hyperparameters"
+    assert bad_hp.headers["x-should-retry"] == "false"
+    too_long = {"Idempotency-Key": "k" * 256}
+    keyless = client.post("/v1/fine_tuning/jobs", headers=too_long, json={"model": "gpt2", "training_file": "f"})
+    assert keyless.status_code == 400 and "Idempotency-Key" in keyless.json()["error"]["message"]
     unknown = client.get("/v1/fine_tuning/jobs/ftjob-nope")
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "job_not_found"
 
@@ -122,6 +127,7 @@ def test_without_a_prefect_server_a_job_is_refused_saying_how_to_start_one(clien
     file_id = upload(client, GOOD).json()["id"]
     answer = client.post("/v1/fine_tuning/jobs", json={"model": "gpt2", "training_file": file_id})
     assert answer.status_code == 503 and "prefect server start" in answer.json()["error"]["message"]
+    assert answer.headers["x-should-retry"] == "false"  # a retry cannot start one: the client is told not to
 
 
 def test_the_official_clients_expires_after_is_read_from_its_form_fields(client):

@@ -24,7 +24,8 @@ from tests.unit.registry.fake_job import (
     make_project,
     register_job_version,
 )
-from tuneops.registry.catalog import Catalog, MlflowRegistry
+from tuneops.registry.catalog import Catalog
+from tuneops.registry.mlflow_registry import MlflowRegistry
 from tuneops.serve.app import Batching, create_app
 
 KEY = "sk-only-the-client-knows"

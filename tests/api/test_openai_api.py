@@ -15,7 +15,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.api.conftest import CHAT, CLASSIFIER, FINE_TUNED, GENERATOR, LABELS
-from tuneops.registry.catalog import Catalog, MlflowRegistry
+from tuneops.registry.catalog import Catalog
+from tuneops.registry.mlflow_registry import MlflowRegistry
 from tuneops.serve.app import Batching, create_app
 from tuneops.serve.limits import Limits
 

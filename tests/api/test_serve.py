@@ -279,7 +279,7 @@ def test_serve_on_all_addresses_without_a_key_refuses_to_start_in_one_line(tmp_p
 
 
 def test_a_pinned_version_that_does_not_exist_stops_serve_in_one_line(store):
-    from tuneops.registry.catalog import MlflowRegistry
+    from tuneops.registry.mlflow_registry import MlflowRegistry
 
     catalog = Catalog(MlflowRegistry(store.register()), 1)
     with pytest.raises(UserError, match="tuneops-tweet-sentiment:9: no such registered version"):
@@ -287,7 +287,7 @@ def test_a_pinned_version_that_does_not_exist_stops_serve_in_one_line(store):
 
 
 def test_with_nothing_registered_serve_starts_and_says_what_to_run(tmp_path, caplog):
-    from tuneops.registry.catalog import MlflowRegistry
+    from tuneops.registry.mlflow_registry import MlflowRegistry
 
     register = RegisterParams(
         model_name=NAME, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", experiment_name="e", alias="champion"

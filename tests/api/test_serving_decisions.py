@@ -10,7 +10,8 @@ import pytest
 from tuneops.inference.batching import InferenceRequest as Job
 from tuneops.inference.batching import group_requests as group_jobs
 from tuneops.inference.sampling import SamplingParams as Sampling
-from tuneops.registry.catalog import Card, Ref, model_cards, parse_model_id
+from tuneops.registry.catalog import Card, Ref, parse_model_id
+from tuneops.registry.mlflow_registry import model_cards
 from tuneops.serve.errors import validation_error
 
 

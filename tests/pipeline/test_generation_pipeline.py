@@ -140,7 +140,8 @@ def test_serving_renders_a_conversation_to_the_token_ids_training_saw(generated,
     from fastapi.testclient import TestClient
 
     from tuneops.data.chat import render
-    from tuneops.registry.catalog import Catalog, MlflowRegistry
+    from tuneops.registry.catalog import Catalog
+    from tuneops.registry.mlflow_registry import MlflowRegistry
     from tuneops.registry.store import load_registered
     from tuneops.serve.app import create_app
 

@@ -15,6 +15,7 @@ USED_OTHERWISE = {
     "pyarrow": "pandas' Parquet engine (data/interim, Parquet sources)",
     "dvc": "run as `python -m dvc` by the retrain flow, the demo and the tests",
     "ruff": "the linter and formatter CI runs",
+    "pytest-xdist": "`pytest -n 2 --dist loadfile`, the full suite's two workers (make test-all)",
     "python-multipart": "FastAPI imports it to parse POST /v1/files' multipart upload",
 }
 

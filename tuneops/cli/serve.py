@@ -50,7 +50,9 @@ def command(
 
     Binding anything but loopback needs an API key in TUNEOPS_API_KEY; clients send `Authorization: Bearer <key>`."""
     # start-up: FastAPI, torch and MLflow load only when serving (the catalog's models alone cost 6 ms)
-    from tuneops.registry.catalog import Catalog, MlflowRegistry
+    from tuneops.inference.engine import set_thread_budget
+    from tuneops.registry.catalog import Catalog
+    from tuneops.registry.mlflow_registry import MlflowRegistry
     from tuneops.serve.app import Batching, create_app, default_model_id, serve, warm_up
     from tuneops.serve.auth import api_key_from_env, check_exposure
     from tuneops.serve.limits import Limits
@@ -67,13 +69,23 @@ def command(
         root=Path.cwd(),  # the project, as for the fine-tuning routes: its jobs/ holds the jobs' checkpoints
     )
     default = default_model_id(register, model_version)
-    warm_up(catalog, default, pinned=model_version is not None)
+    set_thread_budget(knobs.num_threads)
+    engine, fleet = None, None
+    if knobs.engine == "vllm":
+        from tuneops.inference.vllm_engine import attach  # start-up: only `engine: vllm` needs httpx and the fleet
+
+        fleet, engine = attach(catalog, knobs.vllm, Path.cwd())
+    served = warm_up(catalog, default, pinned=model_version is not None)
+    if fleet is not None and served is not None and served.generates:
+        fleet.wait_ready(served)  # the default model answers through vLLM from the first request
     limits = Limits(
         max_texts=max_texts,
         max_chars=max_chars,
         max_body_bytes=max_body_bytes or knobs.max_body_bytes,
         max_upload_bytes=knobs.max_upload_bytes,
         max_tokens_limit=knobs.max_tokens_limit,
+        max_queued_tokens=knobs.max_queued_tokens,
     )
     batching = Batching(window_ms=knobs.batch_window_ms, max_batch_size=knobs.max_batch_size)
-    serve(create_app(catalog, default, limits, batching=batching, api_key=api_key), host, port, refresh_seconds)
+    app = create_app(catalog, default, limits, batching=batching, api_key=api_key, engine=engine)
+    serve(app, host, port, refresh_seconds)

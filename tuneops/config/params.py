@@ -13,8 +13,6 @@ from typing import Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     JsonValue,
     ValidationError,
@@ -24,15 +22,10 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from tuneops.config.checks import ValidateParams
 from tuneops.config.errors import UserError
 from tuneops.config.paths import PARAMS_PATH
-from tuneops.config.records import Severity
-
-
-class Strict(BaseModel):
-    # strict: PyYAML reads `5e-5` as a string, and lax pydantic would quietly make it a float.
-    # allow_inf_nan: `learning_rate: .inf` would train to all-NaN weights and exit 0.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+from tuneops.config.strict import Strict
 
 
 class DataParams(Strict):
@@ -54,56 +47,6 @@ class DataParams(Strict):
         if dupes := sorted({label for label in seen if seen.count(label) > 1}):
             raise ValueError(f"each label once (a label's id is its position); repeated: {dupes}")
         return labels
-
-
-class Check(Strict):
-    threshold: float
-    severity: Severity
-
-
-class LengthCheck(Strict):
-    min: int = Field(ge=0)
-    max: int = Field(gt=0)
-    severity: Severity
-
-
-class CharLimitCheck(Strict):
-    max_chars: int = Field(gt=0)
-    threshold: float = Field(ge=0, le=1)
-    severity: Severity
-
-
-class GenerationChecks(Strict):
-    """validate on generation data: OpenAI's prepare_data checks (tuneops/quality/measures.py) with thresholds.
-    A `..._rate` threshold is the share of a split's rows allowed to offend."""
-
-    min_train_examples: Check
-    max_empty_completion_rate: Check
-    max_duplicate_pair_rate: Check
-    long_example: CharLimitCheck
-    min_distinct_prompts: Check
-    max_missing_separator_rate: Check
-    max_separator_inside_rate: Check
-    max_no_leading_space_rate: Check
-    max_missing_stop_rate: Check
-    max_stop_inside_rate: Check
-    max_prompt_prefix_chars: Check
-    max_completion_prefix_chars: Check
-    max_upper_case_share: Check
-
-
-class ValidateParams(Strict):
-    min_rows: Check
-    min_class_share: Check
-    max_class_ratio: Check
-    max_class_share_drift: Check
-    max_empty_text_rate: Check
-    text_length: LengthCheck
-    max_duplicate_rate: Check
-    max_leakage_rate: Check
-    max_only_urls_mentions_rate: Check
-    max_mojibake_rate: Check
-    generation: GenerationChecks
 
 
 class ModelParams(Strict):
@@ -147,6 +90,7 @@ class TrainingArgs(Strict):
     optim: str
     dataloader_num_workers: int = Field(ge=0)
     torch_compile: bool
+    use_liger_kernel: bool
     bf16: bool
     activation_checkpointing: bool
     activation_checkpointing_kwargs: dict[str, JsonValue] | None = None
@@ -199,6 +143,12 @@ class TrainParams(Strict):
     args: TrainingArgs
     num_threads: int | None = Field(gt=0)
     pad_to_multiple_of: int | None = Field(gt=0)
+    # task: generation (supervised): each batch's examples packed into rows, positions restarting per example
+    # (tuneops/models/packing.py); TRL's SFTConfig name. max_packed_length: a row's token budget (null = one row)
+    packing: bool
+    max_packed_length: int | None = Field(gt=0)
+    # QLoRA (method: lora): the frozen base loaded in 4-bit NF4 or 8-bit by bitsandbytes; CUDA GPUs only
+    quantization: Literal["4bit", "8bit"] | None
     release_freed_memory: bool
     # torchrun's own names (tuneops/training/launch.py builds its command line from them)
     launcher: Literal["single", "torchrun"]
@@ -312,15 +262,34 @@ class GenerationParams(Strict):
         return stop
 
 
+class VllmParams(Strict):
+    """`serve.engine: vllm`: how tuneops starts vLLM's OpenAI server for each served generation version
+    (tuneops/inference/vllm_engine.py). vLLM's own names where it has them."""
+
+    python: str | None  # an interpreter whose environment has vLLM; null = this one (when `vllm` imports)
+    dtype: str
+    max_model_len: int | None = Field(gt=0)
+    kv_cache_space_gib: float = Field(gt=0)  # VLLM_CPU_KVCACHE_SPACE (the CPU build)
+    tensor_parallel_size: int = Field(gt=0)
+    startup_timeout_s: float = Field(gt=0)
+    request_timeout_s: float = Field(gt=0)
+    max_restarts: int = Field(ge=0)
+    extra_args: list[str]
+
+
 class ServeParams(Strict):
     """`tuneops serve`: the loaded-model cache, request batching and the limits on a request."""
 
+    num_threads: int | None = Field(gt=0)
+    engine: Literal["builtin", "vllm"]
+    vllm: VllmParams
     model_cache_size: int = Field(gt=0)
     batch_window_ms: float = Field(ge=0)
     max_batch_size: int = Field(gt=0)
     max_body_bytes: int = Field(gt=0)
     max_upload_bytes: int = Field(gt=0)
     max_tokens_limit: int = Field(gt=0)
+    max_queued_tokens: int = Field(gt=0)
 
 
 class Params(Strict):

@@ -14,6 +14,12 @@ One request's bad input never fails another's: what can be checked per request (
 context, each row's seeded generator) is checked before it joins a call, and it fails alone; a call that fails
 anyway runs again one request at a time, so only the request that fails alone fails (a request that already
 streamed text from the failed call cannot start over, and fails with it).
+
+Bounded: the tokens of the requests waiting or being answered (each prompt's tokens and the completion tokens it
+may ask for) are counted, and a `bounded` submit that would take them past `max_queued_tokens` is refused at once
+with Overloaded (the server's 429 and retry-after) instead of growing the queue; a request alone is always taken. A
+request whose client went away (`cancel()`, a stream the client closed) is dropped before its call, or leaves its
+call at the next decoding step, its row's compute and its tokens freed for the others.
 """
 
 from __future__ import annotations
@@ -30,7 +36,10 @@ from typing import TYPE_CHECKING, Protocol
 
 import torch
 
-from tuneops.inference.generation import Completion, Prompt, Tokens, check_token_ids, generate_with, vocab_size
+from tuneops.inference.admission import Overloaded, admits, prompt_lengths
+from tuneops.inference.generation import Completion, generate_with
+from tuneops.inference.logprobs import Tokens
+from tuneops.inference.prompts import Prompt, classifier_ids
 from tuneops.inference.sampling import SamplingParams, generator
 from tuneops.models.hardware import native_bf16
 from tuneops.models.loading import predict_logits
@@ -89,7 +98,7 @@ class PromptTooLong(ValueError):
 
 
 class Loaded(Protocol):
-    """A loaded version as batching needs it (registry.catalog.Served is the real one)."""
+    """A loaded version as batching needs it (registry.served.Served is the real one)."""
 
     @property
     def model(self) -> PreTrainedModel: ...
@@ -115,6 +124,22 @@ class InferenceRequest:
     # the worker's: each row's generator (sampling only), and whether text of this request went out already
     generators: list[torch.Generator] | None = field(default=None, init=False)
     streamed: bool = field(default=False, init=False)
+    lengths: list[int] | None = field(default=None, init=False)  # each prompt's tokens, counted at submit
+    cancelled: threading.Event = field(default_factory=threading.Event, init=False)
+    steps: int = field(default=0, init=False)  # decoding steps its rows ran (the worker counts them)
+    steps_at_cancel: int | None = field(default=None, init=False)
+    steps_after_cancel: int = field(default=0, init=False)  # how many ran after cancel(): at most the one under way
+
+    def cancel(self) -> None:
+        """The client went away: drop the request before its call, or its rows at the next decoding step."""
+        if not self.cancelled.is_set():
+            self.steps_at_cancel = self.steps
+            self.cancelled.set()
+
+    def tokens(self) -> int:
+        """What the request may hold of the model's context: its prompts' tokens and the tokens each may ask for."""
+        budget = self.sampling.max_tokens if self.sampling is not None else 0
+        return sum(self.lengths or ()) + budget * len(self.prompts)
 
     def key(self) -> GroupKey:
         return id(self.served.model), None if self.sampling is None else self.sampling.normalized()
@@ -145,21 +170,57 @@ class Stats:
     requests: int = 0
     rows: int = 0
     largest_call: int = 0
+    cancelled: int = 0  # requests whose client went away before they finished
+    steps_after_cancel: int = 0  # the most decoding steps a cancelled request's rows ran after cancel() (<= 1)
+    cancelled_tokens: int = 0  # completion tokens the cancelled requests' rows had generated when they left
+    refused: int = 0  # bounded submits refused as Overloaded
+    queued_tokens: int = 0  # tokens of the requests waiting or being answered now
+    most_queued_tokens: int = 0
 
 
 class Batcher:
     """The worker thread and its queue; `submit` from request handlers, `close` at shutdown."""
 
-    def __init__(self, window_s: float, max_batch: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        window_s: float,
+        max_batch: int,
+        clock: Callable[[], float] = time.monotonic,
+        max_queued_tokens: int | None = None,
+    ) -> None:
         self.window_s, self.max_batch, self._clock = window_s, max_batch, clock
+        self.max_queued_tokens = max_queued_tokens
         self._queue: queue.Queue[InferenceRequest | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._tokens_lock = threading.Lock()
         self.stats = Stats()
 
-    def submit(self, request: InferenceRequest) -> None:
+    def submit(self, request: InferenceRequest, bounded: bool = False) -> None:
+        """Queue the request (its prompts tokenized here, in the caller's thread); `bounded`: Overloaded when its
+        tokens would take the queue past max_queued_tokens."""
+        request.lengths = prompt_lengths(request.served.tokenizer, request.prompts)
+        asked = request.tokens()
+        with self._tokens_lock:
+            queued = self.stats.queued_tokens
+            if bounded and not admits(queued, asked, self.max_queued_tokens):
+                self.stats.refused += 1
+                raise Overloaded(queued, asked, self.max_queued_tokens or 0)
+            self.stats.queued_tokens += asked
+            self.stats.most_queued_tokens = max(self.stats.most_queued_tokens, self.stats.queued_tokens)
         self._ensure_started()
         self._queue.put(request)
+
+    def _end(self, request: InferenceRequest, event: Finished | Failed) -> None:
+        """The request's last event; its tokens leave the queue's count."""
+        with self._tokens_lock:
+            self.stats.queued_tokens -= request.tokens()
+        if request.cancelled.is_set():
+            self.stats.cancelled += 1
+            self.stats.steps_after_cancel = max(self.stats.steps_after_cancel, request.steps_after_cancel)
+            if isinstance(event, Finished):
+                self.stats.cancelled_tokens += sum(getattr(row, "completion_tokens", 0) for row in event.results)
+        request.emit(event)
 
     def close(self) -> None:
         if self._thread is not None:
@@ -198,9 +259,15 @@ class Batcher:
         return requests, False
 
     def _run(self, group: list[InferenceRequest]) -> None:
-        runnable = [request for request in group if self._admit(request)]
+        runnable = [request for request in group if not self._gone(request) and self._admit(request)]
         if runnable:
             self._answer(runnable)
+
+    def _gone(self, request: InferenceRequest) -> bool:
+        """A request whose client went away while it waited: ended without a call."""
+        if request.cancelled.is_set():
+            self._end(request, Failed(ConnectionAbortedError("the client went away")))
+        return request.cancelled.is_set()
 
     def _answer(self, requests: list[InferenceRequest]) -> None:
         """One call for the requests; when it fails and they were several, each runs again alone."""
@@ -215,13 +282,13 @@ class Batcher:
             log.warning("a call for %d requests failed: %s: %s", len(requests), type(exc).__name__, exc)
             for request in requests:
                 if len(requests) == 1 or request.streamed:
-                    request.emit(Failed(exc))
+                    self._end(request, Failed(exc))
                 elif self._admit(request):  # admitted again: its generators start over from their seeds
                     self._answer([request])
             return
         start = 0
         for request in requests:
-            request.emit(Finished(results[start : start + len(request.prompts)]))
+            self._end(request, Finished(results[start : start + len(request.prompts)]))
             start += len(request.prompts)
 
     def _admit(self, request: InferenceRequest) -> bool:
@@ -231,7 +298,7 @@ class Batcher:
             request.generators = self._generators(request)
         except Exception as exc:
             log.info("a request was refused before its call: %s: %s", type(exc).__name__, exc)
-            request.emit(Failed(exc))
+            self._end(request, Failed(exc))
             return False
         return True
 
@@ -241,10 +308,7 @@ class Batcher:
         if request.truncate or context is None:
             return
         budget = request.sampling.max_tokens if request.sampling is not None else 0
-        texts = [p for p in request.prompts if isinstance(p, str)]
-        lengths = iter(len(ids) for ids in request.served.tokenizer(texts)["input_ids"]) if texts else iter(())
-        for row, prompt in enumerate(request.prompts):
-            length = next(lengths) if isinstance(prompt, str) else len(prompt)
+        for row, length in enumerate(request.lengths or prompt_lengths(request.served.tokenizer, request.prompts)):
             if length + budget > context:
                 raise PromptTooLong(row, length, budget, context)
 
@@ -267,9 +331,18 @@ class Batcher:
 
         def on_text(index: int, delta: str, tokens: Tokens | None) -> None:
             request, row = owners[index]
-            if request.stream:
+            if request.stream and not request.cancelled.is_set():
                 request.streamed = True
                 request.emit(TextDelta(row, delta, tokens))
+
+        def stopped(index: int) -> bool:
+            """Asked after each decoding step of each row: a cancelled request's rows leave the call here."""
+            request, row = owners[index]
+            request.steps += row == 0
+            if not request.cancelled.is_set():
+                return False
+            request.steps_after_cancel = request.steps - (request.steps_at_cancel or 0)
+            return True
 
         streaming = any(request.stream for request in requests)
         # each request's own generators: the group's params are normalized (seed None), so a seeded request
@@ -283,6 +356,7 @@ class Batcher:
             generators=generators,
             batch_size=self.max_batch,
             on_text=on_text if streaming else None,
+            stopped=stopped,
             # fp32: bf16 autocast in the decode loop meets a new KV length every step, and oneDNN builds bf16
             # kernels per shape; measured here (2 cores, AMX): 16 prompts x 16 tokens 1.6 s fp32, 1.9-37 s bf16
             bf16=False,
@@ -299,7 +373,7 @@ def classify(
     """Each text's (or token-id prompt's) label and the log-probability of every label (log-softmax of the
     logits, never log(0))."""
     limit = context_length(model) or tokenizer.model_max_length
-    encoded = _classifier_ids(model, tokenizer, texts, limit if truncate else None)
+    encoded = classifier_ids(model, tokenizer, texts, limit if truncate else None)
     logits = predict_logits(model, tokenizer, encoded, batch_size, native_bf16())
     logprobs = torch.log_softmax(torch.from_numpy(logits), dim=-1).numpy()
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
@@ -311,17 +385,3 @@ def classify(
         )
         for row, ids in zip(logprobs, encoded, strict=True)
     ]
-
-
-def _classifier_ids(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[Prompt], limit: int | None
-) -> list[list[int]]:
-    """Each prompt's token ids, cut to `limit` when given; an empty text still gets one token (eos)."""
-    texts = [p for p in prompts if isinstance(p, str)]
-    tokenized = iter(tokenizer(texts, truncation=limit is not None, max_length=limit)["input_ids"] if texts else [])
-    vocab = vocab_size(model)
-    encoded = [
-        list(next(tokenized)) if isinstance(p, str) else check_token_ids(p, vocab, row)[:limit]
-        for row, p in enumerate(prompts)
-    ]
-    return [ids or [tokenizer.eos_token_id] for ids in encoded]

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
+CONTEXT_TOKENS = 5  # the prompt's tokens a completion's first decode sees (vLLM's INITIAL_..._OFFSET, 5 too)
+
 
 def find_stop(text: str, stops: Sequence[str], start: int = 0) -> int | None:
     """Where the earliest stop sequence begins in text[start:] (as an index into text), or None."""
@@ -45,10 +47,14 @@ class IncrementalText:
     decodes every row's two windows in one `batch_decode` per step and hands them to `take`.
     """
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, stops: tuple[str, ...]) -> None:
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, stops: tuple[str, ...], context: Sequence[int] = ()) -> None:
         self.tokenizer, self.stops = tokenizer, stops
-        self.ids: list[int] = []
-        self.start = self.read = 0  # ids[start:read] is the last decoded piece; ids[read:] not decoded yet
+        # the prompt's last tokens, decoded with the first new ones but never part of the text: SentencePiece
+        # drops a word's leading space at the start of a decode (after "The dog ran to the", the token "▁park"
+        # alone decodes to "park"); vLLM starts from the prompt's last 5 tokens alike
+        self.ids: list[int] = list(context)[len(context) - CONTEXT_TOKENS :] if context else []
+        self.context = len(self.ids)
+        self.start, self.read = 0, self.context  # ids[start:read] is the last decoded piece; ids[read:] not yet
         self.text = ""
         self.sent = 0  # characters handed to on_text
         self.stopped = False
@@ -63,7 +69,7 @@ class IncrementalText:
         if (after.endswith("\ufffd") and not final) or not after.startswith(before):
             if not final:
                 return  # half a UTF-8 character (or a tokenizer that rewrites): wait for the next token
-            before, after = self.text, self.tokenizer.decode(self.ids, skip_special_tokens=True)
+            before, after = self.text, self.completion()
             if not after.startswith(before):
                 return  # cannot happen with byte-level BPE; never rewrite text already sent
         self.start, self.read = self.read, len(self.ids)
@@ -71,6 +77,14 @@ class IncrementalText:
         self.text += after[len(before) :]
         if (cut := find_stop(self.text, self.stops, scan_from)) is not None:
             self.text, self.stopped = self.text[:cut], True
+
+    def completion(self) -> str:
+        """Every new token decoded at once, after the prompt's tokens kept as context."""
+        full = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        head = self.tokenizer.decode(self.ids[: self.context], skip_special_tokens=True)
+        if full.startswith(head):
+            return full[len(head) :]
+        return self.tokenizer.decode(self.ids[self.context :], skip_special_tokens=True)
 
     def ready(self, final: bool) -> str:
         """The text that no stop sequence can claim any more and was not sent yet (all of it once final)."""

@@ -6,7 +6,8 @@ batches of similar length (little padding), left padding with the mask and posit
 rows that finish leave the batch. Greedy (temperature 0) gives the same tokens as `model.generate` on each
 prompt alone. Stop sequences are matched per row on the decoded text as it grows, and text is handed to
 `on_text` only once no stop sequence can still claim it, so a server can stream it as it comes
-(tuneops.inference.detokenize); how each next token is chosen is tuneops.inference.sampling's.
+(tuneops.inference.detokenize); how each next token is chosen is tuneops.inference.sampling's, how prompts are
+tokenized and fitted tuneops.inference.prompts', and the log-probabilities kept tuneops.inference.logprobs'.
 
 The custom loop is 1.0x transformers' generate here, not faster: bench/generate_speed.py --quick (GPT-2 small,
 32 tweets x 32 new tokens, the same length-sorted batches, 2 threads, load 2.0) measured 176.7 tokens/s against
@@ -28,6 +29,8 @@ from typing import TYPE_CHECKING, Literal
 import torch
 
 from tuneops.inference.detokenize import IncrementalText
+from tuneops.inference.logprobs import Tokens, TokenTexts, score_prompts, score_step
+from tuneops.inference.prompts import Prompt, encode_to_fit, is_token_ids
 from tuneops.inference.sampling import SamplingParams, generator, next_tokens
 from tuneops.models.batches import left_pad, length_sorted_batches
 from tuneops.models.loading import is_generator
@@ -36,30 +39,6 @@ if TYPE_CHECKING:
     from transformers import Cache, PreTrainedModel, PreTrainedTokenizerBase
 
 FinishReason = Literal["stop", "length"]
-Prompt = str | Sequence[int]  # a text, or the token ids the model is to see exactly as given
-
-
-@dataclass(frozen=True)
-class Tokens:
-    """Tokens and their log-probabilities under the model (before temperature and top_p): each token's text, its
-    log-probability (None for an echoed prompt's first token: nothing precedes it), and the `top_logprobs` most
-    likely tokens at its place with theirs, most likely first (none for that first token)."""
-
-    tokens: list[str] = field(default_factory=list)
-    logprobs: list[float | None] = field(default_factory=list)
-    top: list[list[tuple[str, float]]] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-    def since(self, start: int) -> Tokens:
-        """The tokens from `start` on (a streamed chunk's own)."""
-        return Tokens(self.tokens[start:], self.logprobs[start:], self.top[start:])
-
-    def add(self, token: str, logprob: float | None, top: list[tuple[str, float]]) -> None:
-        self.tokens.append(token)
-        self.logprobs.append(logprob)
-        self.top.append(top)
 
 
 OnText = Callable[[int, str, Tokens | None], None]  # (the prompt's index, text that became final, its tokens)
@@ -141,6 +120,7 @@ def generate_with(
     on_text: OnText | None = None,
     truncate_prompt: bool = False,
     bf16: bool = False,
+    stopped: Callable[[int], bool] | None = None,
 ) -> list[Completion]:
     """Complete each prompt (a text, or token ids used as they are) as `params` says; the answers come back in the
     prompts' order.
@@ -156,21 +136,23 @@ def generate_with(
     `bf16` runs an fp32 model under bf16 autocast. For serving where bf16 is native, cast the model once instead
     (`model.to(torch.bfloat16)`, no flag needed): autocast recasts every weight at every step, so it generated no
     faster than fp32 on this AMX CPU, while bf16 weights gave 2x the tokens/s (both change some greedy tokens).
+    `stopped(row)`, asked after every decoding step, ends a row there (a server's client gone): it leaves the batch,
+    its Completion what it had ("length").
     """
     if not is_generator(model):
         raise ValueError(f"model: a {type(model).__name__} does not generate text (a causal language model does)")
     _check_args(prompts, batch_size, seeds, generators)
     prompts = list(prompts)  # a datasets Column or any sequence: indexed many times below
-    encoded = _encode(tokenizer, prompts, model, params.max_tokens, truncate_prompt)
+    encoded = encode_to_fit(tokenizer, prompts, model, params.max_tokens, truncate_prompt)
     seeds = params.seeds(len(prompts)) if seeds is None else seeds
-    run = _Run(params, bf16, _eos_ids(model, tokenizer), _pad_id(tokenizer), on_text, tokenizer)
+    run = _Run(params, bf16, _eos_ids(model, tokenizer), _pad_id(tokenizer), on_text, TokenTexts(tokenizer), stopped)
     out: list[Completion | None] = [None] * len(prompts)
     for batch in length_sorted_batches([len(ids) for ids in encoded], batch_size):
         rows = [
             _Row(
                 int(i),
                 encoded[i],
-                IncrementalText(tokenizer, params.stop),
+                IncrementalText(tokenizer, params.stop, encoded[i]),
                 _echo_text(prompts[i], encoded[i], tokenizer, params.echo),
                 seeds[i],
                 generator=None if generators is None else generators[i],
@@ -191,15 +173,8 @@ class _Run:
     eos_ids: frozenset[int]
     pad_id: int
     on_text: OnText | None
-    tokenizer: PreTrainedTokenizerBase
-    pieces: dict[int, str] = field(default_factory=dict)  # each token id's own text, decoded once a call
-
-    def texts(self, ids: list[int]) -> list[str]:
-        """Each token's own text (as OpenAI's logprobs show it), decoding in one call only the ids not seen yet."""
-        new = list(dict.fromkeys(i for i in ids if i not in self.pieces))
-        if new:
-            self.pieces.update(zip(new, self.tokenizer.batch_decode([[i] for i in new]), strict=True))
-        return [self.pieces[i] for i in ids]
+    texts: TokenTexts  # each token id's own text, decoded once a call (logprobs)
+    stopped: Callable[[int], bool] | None = None
 
 
 def _check_args(
@@ -218,78 +193,6 @@ def _check_args(
     for name, given in (("seeds", seeds), ("generators", generators)):
         if given is not None and len(given) != len(prompts):
             raise ValueError(f"{name}: {len(given)} {name} for {len(prompts)} prompts")
-
-
-def is_token_ids(prompt: object) -> bool:
-    return isinstance(prompt, Sequence) and not isinstance(prompt, str) and all(type(t) is int for t in prompt)
-
-
-def check_token_ids(ids: Sequence[int], vocab: int, row: int) -> list[int]:
-    """A token-id prompt as the model takes it. An id past the model's embedding table would be an IndexError on
-    CPU and, on CUDA, a device-side assert that breaks every later request of the process: refused first."""
-    if not ids:
-        raise ValueError(f"prompt {row}: an empty list of token ids")
-    if (bad := next((t for t in ids if not 0 <= t < vocab), None)) is not None:
-        raise ValueError(f"prompt {row}: token id {bad} is not in the model's vocabulary (0 to {vocab - 1})")
-    return list(ids)
-
-
-def vocab_size(model: PreTrainedModel) -> int:
-    """The ids the model has embeddings for (its config's vocab_size can lag a resize)."""
-    return int(model.get_input_embeddings().num_embeddings)
-
-
-def encode_prompts(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Prompt], vocab: int) -> list[list[int]]:
-    """Every prompt's token ids: texts tokenized in one call, token ids checked and used as they are."""
-    texts = [i for i, p in enumerate(prompts) if isinstance(p, str)]
-    encoded: list[list[int]] = [[] for _ in prompts]
-    if texts:
-        for i, ids in zip(texts, tokenizer([prompts[i] for i in texts])["input_ids"], strict=True):
-            encoded[i] = list(ids) or [_start_id(tokenizer)]
-    for i, prompt in enumerate(prompts):
-        if not isinstance(prompt, str):
-            encoded[i] = check_token_ids(prompt, vocab, i)
-    return encoded
-
-
-def _start_id(tokenizer: PreTrainedTokenizerBase) -> int:
-    """What an empty text prompt starts from: the beginning-of-text token, as GPT-2 was trained (OpenAI does too)."""
-    return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-
-
-def _max_positions(model: PreTrainedModel) -> int | None:
-    config = model.config
-    return getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
-
-
-def _encode(
-    tokenizer: PreTrainedTokenizerBase,
-    prompts: Sequence[Prompt],
-    model: PreTrainedModel,
-    max_new_tokens: int,
-    truncate: bool,
-) -> list[list[int]]:
-    """Token ids of every prompt (one tokenizer call), each checked to leave room for max_new_tokens."""
-    if not prompts:
-        return []
-    encoded = encode_prompts(tokenizer, prompts, vocab_size(model))
-    positions = _max_positions(model)
-    if positions is None:
-        return encoded
-    room = positions - max_new_tokens
-    if room < 1:
-        raise ValueError(
-            f"max_new_tokens: {max_new_tokens} leaves no room for a prompt in the model's {positions} positions"
-        )
-    for row, ids in enumerate(encoded):
-        if len(ids) > room:
-            if not truncate:
-                raise ValueError(
-                    f"prompt {row}: {len(ids)} tokens + max_new_tokens {max_new_tokens} = {len(ids) + max_new_tokens}"
-                    f" tokens, more than the model's {positions} positions; shorten the prompt or lower max_new_tokens"
-                )
-            encoded[row] = ids[-room:]
-    return encoded
 
 
 def _eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:
@@ -359,7 +262,7 @@ def _run_batch(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows:
     ids, mask, positions = (t.to(device) for t in left_pad([r.prompt_ids for r in rows], run.pad_id))
     logits = forward(ids, mask, positions, last_only=not score_prompt)
     if score_prompt:
-        _score_prompts(rows, logits, ids, run)
+        score_prompts(logits, ids, [r.prompt_ids for r in rows], [r.scored for r in rows], run.texts, p.top_logprobs)
     _send_echo(rows, run)  # after scoring: a streamed echo carries its tokens' logprobs
     if p.max_tokens == 0:
         return rows
@@ -368,9 +271,11 @@ def _run_batch(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows:
     for step in range(p.max_tokens):
         tokens = next_tokens(logits, p, active)
         if p.logprobs:
-            _score_step(active, logits, tokens, run)
+            score_step(logits, tokens, [r.scored for r in active], run.texts, p.top_logprobs)
         _advance(tokenizer, active, tokens, run, last=step == p.max_tokens - 1)
-        kept = [j for j, row in enumerate(active) if row.finish is None]
+        kept = [
+            j for j, row in enumerate(active) if row.finish is None and not (run.stopped and run.stopped(row.index))
+        ]
         if not kept:
             break
         if len(kept) < len(active):  # finished rows leave the batch: no more compute for them
@@ -416,42 +321,6 @@ def _send_echo(rows: list[_Row], run: _Run) -> list[_Row]:
         if run.on_text and row.echo:
             row.send(run, row.echo)
     return rows
-
-
-def _top(logp: torch.Tensor, k: int) -> list[list[tuple[int, float]]]:
-    """The k most likely tokens at each place (each row of `logp`) with their log-probabilities, most likely first."""
-    if k == 0:
-        return [[] for _ in range(logp.shape[0])]
-    values, ids = logp.topk(min(k, logp.shape[-1]), dim=-1)
-    return [list(zip(i, v, strict=True)) for i, v in zip(ids.tolist(), values.tolist(), strict=True)]
-
-
-def _score(row: _Row, run: _Run, ids: list[int], logprobs: list[float], tops: list[list[tuple[int, float]]]) -> None:
-    """Add tokens to the row's scored ones, each with the most likely tokens at its place (one decode call)."""
-    texts = run.texts(ids + [i for top in tops for i, _ in top])
-    alternatives = iter(texts[len(ids) :])
-    for text, logprob, top in zip(texts[: len(ids)], logprobs, tops, strict=True):
-        row.scored.add(text, logprob, [(next(alternatives), lp) for _, lp in top])
-
-
-def _score_prompts(rows: list[_Row], logits: torch.Tensor, ids: torch.Tensor, run: _Run) -> None:
-    """Each prompt token's log-probability given the tokens before it (echo with logprobs); the first has none."""
-    logp = torch.log_softmax(logits[:, :-1, :].float(), dim=-1)
-    chosen = logp.gather(-1, ids[:, 1:, None])[..., 0]
-    for j, row in enumerate(rows):
-        place = slice(logp.shape[1] - (len(row.prompt_ids) - 1), None)  # left padding: the row's own places
-        row.scored.add(run.texts(row.prompt_ids[:1])[0], None, [])
-        tops = _top(logp[j, place], run.params.top_logprobs)
-        _score(row, run, row.prompt_ids[1:], chosen[j, place].tolist(), tops)
-
-
-def _score_step(rows: list[_Row], logits: torch.Tensor, tokens: torch.Tensor, run: _Run) -> None:
-    """Each new token's log-probability under the model (before temperature and top_p) and the most likely ones."""
-    logp = torch.log_softmax(logits, dim=-1)
-    chosen = logp.gather(-1, tokens[:, None])[:, 0].tolist()
-    tops = _top(logp, run.params.top_logprobs)
-    for j, (row, token) in enumerate(zip(rows, tokens.tolist(), strict=True)):
-        _score(row, run, [token], [chosen[j]], [tops[j]])
 
 
 def _advance(

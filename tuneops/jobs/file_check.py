@@ -6,7 +6,9 @@ A file holds one format, the one of its first example: prompt/completion (`{"pro
 bounded by the file however large: each line is parsed, given its format and checked alone (chat and preference
 lines are rendered with the chat template a job will use, params.yaml's model's); the first MAX_REPORTED line
 problems are kept word for word, the rest counted. A prompt/completion file that passes then gets prepare-data's
-whole-file checks (tuneops/quality), as before.
+whole-file checks (tuneops/quality) when it is at most WHOLE_FILE_CHECK_BYTES: they read every pair into memory, so
+a larger upload is left to the job's prepare-data stage, which runs them all the same (a warning says so), and the
+server's memory stays flat whatever is uploaded.
 
 What a job would refuse is an error (the file's status "error", the job failing at validating_files); advice is a
 warning, which leaves the status "processed". Both go to the file object's `status_details` (OpenAI's field for
@@ -39,6 +41,9 @@ Messages = list[dict[str, object]]
 MIN_EXAMPLES = 10  # OpenAI refuses a fine-tuning file with fewer
 RECOMMENDED_EXAMPLES = 50  # OpenAI: "we recommend starting with 50 well-crafted demonstrations" (50 to 100)
 MAX_REPORTED = 20  # line problems kept word for word: enough to fix a file by, never the whole file again
+# prepare-data's checks hold every pair in pandas and tokenize each one: work and memory that grow with the file,
+# so past this size they are left to the job (its prepare-data stage runs them all the same)
+WHOLE_FILE_CHECK_BYTES = 64 << 20
 PAIR_KEYS = ("prompt", "completion")
 CHAT_KEYS = ("messages", "tools", "parallel_tool_calls")
 DESCRIBED: dict[Format, str] = {
@@ -318,5 +323,11 @@ def check_training_file(path: Path, params_path: Path) -> FileCheck:
     scan = check_lines(path, Template(lambda: chat_tokenizer(params_path)))
     found = scan.result()
     if scan.format == "prompt/completion" and not scan.problems and scan.other is None:  # well-formed lines
-        found.errors.extend(check_pairs_file(path, params_path))
+        if path.stat().st_size <= WHOLE_FILE_CHECK_BYTES:
+            found.errors.extend(check_pairs_file(path, params_path))
+        else:
+            found.warnings.append(
+                f"over {WHOLE_FILE_CHECK_BYTES >> 20} MB: duplicates and lengths in tokens are checked when a job "
+                "prepares the data, not at upload"
+            )
     return found

@@ -14,6 +14,13 @@ A `fine-tune` upload is checked when it arrives (tuneops.jobs.file_check, every 
 a file that fails an error-severity check gets `status: "error"` and the reasons in `status_details`, and a job on
 it fails at `validating_files` with them; warnings go to `status_details` of a "processed" file.
 
+An upload never stays half-stored: its bytes stream in 1 MiB chunks (memory flat however large the file) into a
+hidden temporary file beside the blobs (`.upload-*`, which .dvcignore keeps out of `dvc add`), hashed on the way,
+are checked there (file_check: one line at a time), and only then, under the lock, become the blob (os.replace)
+and get their file object. A full disk, a check that raises or a client gone mid-upload removes the temporary file
+and leaves nothing else; two uploads at once each have their own temporary file and id. An id or filename with path
+parts (`..`, `/`, `\\`, NUL) is refused before any path is made.
+
 `expires_after` (OpenAI's expiration policy) sets `expires_at`. An expired file is gone at once for every read
 (get, list, content: a 404), and its storage is removed on the next list or write (add, delete), under the lock.
 """
@@ -21,6 +28,7 @@ it fails at `validating_files` with them; warnings go to `status_details` of a "
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 import subprocess
@@ -30,7 +38,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from filelock import FileLock
 from pydantic import BaseModel, Field
@@ -48,6 +56,9 @@ ID_HEX = 24
 BLOBS = "blobs"
 MIN_EXPIRY_S = 3600  # OpenAI's bounds on expires_after.seconds: an hour ...
 MAX_EXPIRY_S = 2_592_000  # ... to 30 days
+CHUNK_BYTES = 1 << 20  # an upload is copied this much at a time: the server holds one chunk, never the file
+STAGING_PREFIX = ".upload-"  # an upload's temporary file in blobs/: hidden, never a blob's or a record's name
+PATH_PARTS = ("..", "/", "\\", "\0")  # what turns a name into a path elsewhere
 
 
 class FileObject(BaseModel):
@@ -96,18 +107,19 @@ def is_file_id(text: str) -> bool:
     return text.startswith(ID_PREFIX) and len(hex_part) == ID_HEX and all(c in "0123456789abcdef" for c in hex_part)
 
 
-def write_bytes(path: Path, content: bytes) -> None:
-    """Write atomically: a reader (a job copying its training file) sees all of the bytes or none."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600: the bytes are read by workers as any new file is
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def path_parts(text: str) -> str | None:
+    """The first path part in an id or a filename (`..`, `/`, `\\`, NUL), None when it has none: such a name is
+    refused before any path is built from it."""
+    return next((part for part in PATH_PARTS if part in text), None)
+
+
+def upload_filename(filename: str) -> str:
+    """The filename an upload keeps; ValueError for one with path parts or none at all."""
+    if not filename.strip():
+        raise ValueError("the file has no filename: send the file's name with its bytes")
+    if (part := path_parts(filename)) is not None:
+        raise ValueError(f"filename {filename[:100]!r} has path parts ({part!r}): send the file's own name")
+    return filename
 
 
 class FileStore:
@@ -122,6 +134,8 @@ class FileStore:
     def content_path(self, id_: str) -> Path:
         """The bytes of any file, blob or stored before blobs, named so readers know the format: .jsonl
         (fine-tune) or .csv (fine-tune-results). An unknown id's path does not exist."""
+        if (part := path_parts(id_)) is not None:
+            raise ValueError(f"file id {id_[:100]!r} has path parts ({part!r})")
         record = self._record(id_)
         return self._bytes_path(record) if record is not None else self.dir / f"{id_}{SUFFIXES['fine-tune']}"
 
@@ -146,31 +160,83 @@ class FileStore:
         self, content: bytes, filename: str, purpose: Purpose, expires_after: ExpiresAfter | None = None
     ) -> FileObject:
         """A new file object for these bytes (an upload), or a result file's own (the same bytes, the same id)."""
-        sha256 = hashlib.sha256(content).hexdigest()
-        with self._locked():
-            self._purge_expired()
-            id_ = file_id(content) if purpose == "fine-tune-results" else self._unused_id()
-            if (known := self.get(id_)) is not None:
-                return known
-            blob = self._blob(sha256, purpose)
-            if not blob.is_file():  # the same bytes uploaded before: stored once
-                write_bytes(blob, content)
-            found = check_training_file(blob, self.root / PARAMS_PATH) if purpose == "fine-tune" else None
-            now = int(self.clock())
-            record = StoredFile(
-                id=id_,
-                bytes=len(content),
-                created_at=now,
-                filename=Path(filename).name or id_,
-                purpose=purpose,
-                status=found.status if found else "processed",
-                status_details=found.details if found else None,
-                expires_at=now + expires_after.seconds if expires_after else None,
-                sha256=sha256,
-            )
-            write_json(self._meta_path(id_), record)
-            self._dvc_track()
+        if purpose == "fine-tune-results":
+            with self._locked():
+                if (known := self.get(file_id(content))) is not None:
+                    return known
+        return self.add_stream(io.BytesIO(content), filename, purpose, expires_after)
+
+    def add_stream(
+        self, source: BinaryIO, filename: str, purpose: Purpose, expires_after: ExpiresAfter | None = None
+    ) -> FileObject:
+        """`add` for bytes read from `source` a chunk at a time (an upload of any size in flat memory): staged in a
+        temporary file, checked, then stored whole under the lock, or not at all (the staged file removed)."""
+        filename = upload_filename(filename)
+        staged, sha256, size = self._stage(source, purpose)
+        try:
+            found = check_training_file(staged, self.root / PARAMS_PATH) if purpose == "fine-tune" else None
+            with self._locked():
+                self._purge_expired()
+                id_ = ID_PREFIX + sha256[:ID_HEX] if purpose == "fine-tune-results" else self._unused_id()
+                if (known := self.get(id_)) is not None:
+                    return known
+                now = int(self.clock())
+                record = StoredFile(
+                    id=id_,
+                    bytes=size,
+                    created_at=now,
+                    filename=filename,
+                    purpose=purpose,
+                    status=found.status if found else "processed",
+                    status_details=found.details if found else None,
+                    expires_at=now + expires_after.seconds if expires_after else None,
+                    sha256=sha256,
+                )
+                self._commit(staged, record)
+                self._dvc_track()
+        finally:
+            staged.unlink(missing_ok=True)
         return record.public()
+
+    def _stage(self, source: BinaryIO, purpose: Purpose) -> tuple[Path, str, int]:
+        """Copy `source` into a hidden temporary file beside the blobs (the same file system: os.replace is
+        atomic), a chunk at a time: its path, sha256 and size. Removed again if the copy fails (a full disk)."""
+        blobs = self.dir / BLOBS
+        blobs.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=blobs, prefix=STAGING_PREFIX, suffix=SUFFIXES[purpose])
+        staged, digest, size = Path(name), hashlib.sha256(), 0
+        try:
+            with os.fdopen(fd, "wb") as f:
+                while chunk := source.read(CHUNK_BYTES):
+                    f.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+                f.flush()
+                os.fsync(f.fileno())  # on disk before a file object names it
+            os.chmod(staged, 0o644)  # mkstemp makes 0600: the bytes are read by workers as any new file is
+        except BaseException:
+            staged.unlink(missing_ok=True)
+            raise
+        return staged, digest.hexdigest(), size
+
+    def _commit(self, staged: Path, record: StoredFile) -> None:
+        """The staged bytes become the blob (the same bytes stored before: the same name, replaced whole), then the
+        record names them; a record that cannot be written takes a blob no other record names along."""
+        assert record.sha256 is not None
+        blob = self._blob(record.sha256, record.purpose)
+        shared = blob.is_file()
+        os.replace(staged, blob)
+        try:
+            write_json(self._meta_path(record.id), record)
+        except BaseException:
+            if not shared:
+                blob.unlink(missing_ok=True)
+            raise
+
+    def staged(self) -> list[Path]:
+        """The temporary files of uploads being stored now (a killed server leaves its own: hidden, never served)."""
+        blobs = self.dir / BLOBS
+        return sorted(blobs.glob(f"{STAGING_PREFIX}*")) if blobs.is_dir() else []
 
     def _unused_id(self) -> str:
         while self._meta_path(id_ := new_file_id()).is_file():  # ~92 random bits: a repeat is for the careful
@@ -179,8 +245,10 @@ class FileStore:
 
     def _record(self, id_: str) -> StoredFile | None:
         """The stored record of a live file: None for an unknown id, a malformed one, or an expired file."""
+        if not is_file_id(id_):  # never a path from a malformed id
+            return None
         meta = self._meta_path(id_)
-        if not (is_file_id(id_) and meta.is_file()):
+        if not meta.is_file():
             return None
         record = read_json(meta, StoredFile)
         return None if self._expired(record) else record

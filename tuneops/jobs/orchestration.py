@@ -8,14 +8,23 @@ cancelling runs. The library never imports `flows/`: a deployment names the flow
                                            and `tuneops serve`, stopped together
 
 Fine-tuning jobs are flow runs of a second deployment of the same flow, `retrain/fine-tuning-jobs`, on the same
-pool and without a schedule: the API submits one run per job, with the job as a flow parameter.
+pool and without a schedule: the API submits one run per job, with the job as a flow parameter (a client's
+Idempotency-Key as the run's Prefect idempotency key: one run per key, however often the request is retried).
+
+A job outlives the machine that runs it, by Prefect's own means (its "zombie flow run" recipe): the deployment's
+runs send a heartbeat event every HEARTBEAT_S; one automation marks a job's run that stopped sending them
+Crashed, named UNRESPONSIVE; a second puts a crashed job's run back on the pool (Scheduled, named RESTART_STATE),
+where the next worker that polls runs it from the top: DVC skips the stages done and training resumes from its last
+complete checkpoint (flows/job.py gives up after MAX_RESTARTS, saying so).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,14 +32,12 @@ from pydantic import JsonValue
 
 from tuneops.config.errors import UserError
 from tuneops.jobs.spec import JOB_TAG
-from tuneops.jobs.states import SUSPENDED
-
-if TYPE_CHECKING:
-    from prefect.client.schemas.objects import FlowRun, TaskRun
-
+from tuneops.jobs.states import MAX_RUNS, RESTART_STATE, SUSPENDED, UNRESPONSIVE
 
 if TYPE_CHECKING:
     from prefect import Flow
+    from prefect.client.schemas.objects import FlowRun, TaskRun
+    from prefect.events.schemas.automations import AutomationCore
 
 log = logging.getLogger("tuneops.deploy")
 
@@ -39,6 +46,12 @@ FLOW_NAME = "retrain"
 JOBS_DEPLOYMENT = "fine-tuning-jobs"
 DEFAULT_POOL = "tuneops"
 PREFECT_PORT = 4200
+HEARTBEAT_S = 30  # Prefect's shortest heartbeat interval (flows.heartbeat_frequency >= 30)
+# A run is taken for dead after two missed heartbeats and a 15 s margin: a loaded 2-core machine delays a beat by
+# seconds, never by a whole interval, and a live run taken for dead would train twice.
+MISSED_HEARTBEATS_S = 2 * HEARTBEAT_S + 15
+# Ends of a run's heartbeats that are no death: it finished, was cancelled, paused, suspended or already restarted.
+HEARTBEATS_END = ("Completed", "Failed", "Cancelled", "Cancelling", "Crashed", "Paused", "Suspended", UNRESPONSIVE)
 
 
 def load_retrain(root: Path) -> Flow:
@@ -79,6 +92,7 @@ def deploy(
     cron: str | None = None,
     parameters: dict[str, JsonValue] | None = None,
     description: str | None = None,
+    job_variables: dict[str, JsonValue] | None = None,
 ) -> uuid.UUID:
     """A deployment of the retrain flow from this checkout on `pool`: a worker runs it in the checkout's
     directory (a second machine needs the project at the same path)."""
@@ -92,6 +106,7 @@ def deploy(
         cron=cron,
         parameters=parameters or {},
         description=description,
+        job_variables=job_variables,
         build=False,
         push=False,
         print_next_steps=False,
@@ -115,16 +130,115 @@ class JobDeployment:
                 JOBS_DEPLOYMENT,
                 parameters={"params_path": "params.yaml"},
                 description=description,
+                job_variables={"env": {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_S)}},
             )
+            for automation in restart_automations():
+                ensure_automation(automation)
             self._ready = True
 
-    def submit(self, job: dict[str, JsonValue]) -> FlowRun:
-        """A flow run of the jobs deployment for this job; returns the FlowRun at once (it runs on a worker)."""
+    def submit(self, job: dict[str, JsonValue], idempotency_key: str | None = None, *tags: str) -> FlowRun:
+        """A flow run of the jobs deployment for this job; returns the FlowRun at once (it runs on a worker). With an
+        idempotency key, the run an earlier request with that key made, if any (Prefect keeps one run per key)."""
         from prefect.deployments import run_deployment
 
         self.ensure()
         parameters = {"params_path": "params.yaml", "job": job}
-        return run_deployment(f"{FLOW_NAME}/{JOBS_DEPLOYMENT}", parameters=parameters, timeout=0, tags=[JOB_TAG])
+        key = run_idempotency_key(idempotency_key) if idempotency_key else None
+        return run_deployment(
+            f"{FLOW_NAME}/{JOBS_DEPLOYMENT}",
+            parameters=parameters,
+            timeout=0,
+            tags=[JOB_TAG, *tags],
+            idempotency_key=key,
+            as_subflow=False,
+        )
+
+
+def run_idempotency_key(client_key: str) -> str:
+    """The flow run's idempotency key for a client's: hashed (any length or bytes a client sends fit Prefect's
+    column) and prefixed, so a job's key never meets a key something else gave a retrain run."""
+    return f"tuneops-job:{hashlib.sha256(client_key.encode()).hexdigest()}"
+
+
+def restart_automations() -> list[AutomationCore]:
+    """Prefect's zombie-run recipe for job runs: no heartbeat for MISSED_HEARTBEATS_S after one was seen, and no
+    end of the run either, marks it Crashed named UNRESPONSIVE (a run already ended cannot be marked Crashed: Prefect
+    refuses to leave a final state for it). That state, or a crash Prefect saw itself (a flow run whose worker died
+    exits, saying so), puts a job's run that had started, up to MAX_RUNS, back on its pool as RESTART_STATE."""
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+    from prefect.events.schemas.events import ResourceSpecification
+
+    runs = ResourceSpecification({"prefect.resource.id": "prefect.flow-run.*"})
+    jobs = ResourceSpecification({"prefect.resource.id": f"prefect.tag.{JOB_TAG}", "prefect.resource.role": "tag"})
+    silent = EventTrigger(
+        after={"prefect.flow-run.heartbeat"},
+        expect={"prefect.flow-run.heartbeat", *(f"prefect.flow-run.{name}" for name in HEARTBEATS_END)},
+        match=runs,
+        match_related=jobs,
+        for_each={"prefect.resource.id"},
+        posture=Posture.Proactive,
+        threshold=1,
+        within=timedelta(seconds=MISSED_HEARTBEATS_S),
+    )
+    why = f"no heartbeat for {MISSED_HEARTBEATS_S} s: its process or machine died"
+    again = "its process died; the next worker to poll resumes it from its last complete checkpoint"
+    crashed = AutomationCore(
+        name="tuneops: fine-tuning jobs that stopped sending heartbeats are crashed",
+        trigger=silent,
+        actions=[ChangeFlowRunState(state=StateType.CRASHED, name=UNRESPONSIVE, message=why)],
+    )
+    restartable = ResourceSpecification(
+        {"prefect.resource.id": "prefect.flow-run.*", "prefect.run-count": [str(n) for n in range(1, MAX_RUNS + 1)]}
+    )
+    restart = AutomationCore(
+        name="tuneops: crashed fine-tuning jobs go back on their pool",
+        trigger=EventTrigger(
+            expect={f"prefect.flow-run.{UNRESPONSIVE}", "prefect.flow-run.Crashed"},
+            match=restartable,
+            match_related=jobs,
+            posture=Posture.Reactive,
+            threshold=1,
+        ),
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.SCHEDULED,
+                name=RESTART_STATE,
+                message=again,
+            )
+        ],
+    )
+    return [crashed, restart]
+
+
+def ensure_automation(automation: AutomationCore) -> None:
+    """This automation, by its name: created, or updated where an older tuneops made it otherwise."""
+    from prefect import get_client
+    from prefect.events.schemas.automations import AutomationCore
+
+    with get_client(sync_client=True) as client:
+        found = client.read_automations_by_name(automation.name)
+        if not found:
+            client.create_automation(automation)
+            return
+        wanted = automation.model_dump(mode="json")
+        if AutomationCore.model_validate(found[0].model_dump()).model_dump(mode="json") != wanted:
+            client.update_automation(found[0].id, automation)
+
+
+def restarts(run_id: uuid.UUID) -> list[tuple[float, str]]:
+    """When the job's run was put back on its pool after its process died, and why: the crash's own message (oldest
+    first)."""
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        states = sorted(client.read_flow_run_states(run_id), key=lambda s: s.timestamp)
+    return [
+        (state.timestamp.timestamp(), (before.message or before.name or "crashed") if before else "crashed")
+        for before, state in zip([None, *states], states, strict=False)
+        if state.name == RESTART_STATE
+    ]
 
 
 def require_api() -> str:

@@ -10,10 +10,12 @@ import torch
 
 
 def set_threads(num_threads: int | None) -> int:
-    """Use every core unless told otherwise (torch's default can be lower inside containers); under torchrun,
-    each of the machine's LOCAL_WORLD_SIZE processes its share, so they do not fight over the cores."""
+    """Use every core unless told otherwise (torch's default can be lower inside containers): by `num_threads`,
+    or by OMP_NUM_THREADS (the variable every OpenMP program honours); under torchrun, each of the machine's
+    LOCAL_WORLD_SIZE processes its share, so they do not fight over the cores."""
     share = (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    threads = num_threads or max(1, share)
+    told = os.environ.get("OMP_NUM_THREADS", "")
+    threads = num_threads or (int(told) if told.isdigit() and int(told) > 0 else max(1, share))
     torch.set_num_threads(threads)
     return threads
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from tuneops.config.params import CharLimitCheck, Check, GenerationChecks, ValidateParams
+from tuneops.config.checks import CharLimitCheck, Check, GenerationChecks, ValidateParams
 from tuneops.config.paths import SPLITS
 from tuneops.config.records import QualityRecord
 from tuneops.data.splits import text_key

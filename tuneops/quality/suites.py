@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from pydantic import JsonValue
 
-from tuneops.config.params import CharLimitCheck, Check, ValidateParams
+from tuneops.config.checks import CharLimitCheck, Check, ValidateParams
 from tuneops.config.paths import DATA_DOCS_INDEX, SPLITS
 from tuneops.config.records import QualityRecord
 

@@ -15,9 +15,10 @@ answers with the version's generation settings (its tags; else the workspace's p
 folder relative to the root as model_uri.
 
 A version is loaded on first use and kept in a bounded least-recently-used cache (`serve.model_cache_size`); a
-followed alias keeps its current version besides, in its ModelHolder, which checks the alias at most every
-`refresh_seconds` and swaps in a moved alias's version once loaded, while other requests keep answering with the
-old one. Deleting a version (Catalog.delete) drops it from the cache, the holders and the ft: map.
+followed alias keeps its current version besides, in its ModelHolder (registry/holder.py), which checks the alias
+at most every `refresh_seconds` and swaps in a moved alias's version once loaded, while other requests keep
+answering with the old one. Deleting a version (Catalog.delete) drops it from the cache, the holders and the ft: map.
+The registry itself is a Registry: MLflow's is registry/mlflow_registry.py; a loaded version, registry/served.py.
 """
 
 from __future__ import annotations
@@ -30,69 +31,22 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-from pydantic import BaseModel, Field
-
-from tuneops.config.params import tracking_uri
 from tuneops.config.paths import job_workspace
-from tuneops.config.runner import redact
-from tuneops.data.chat import with_chat_template
-from tuneops.models.loading import is_generator
 from tuneops.registry.checkpoints import (
     CheckpointRef,
     checkpoint_id,
     checkpoint_path,
     fine_tuned_prefix,
     is_servable,
-    job_params,
-    load_checkpoint,
     parse_checkpoint_id,
     servable_steps,
 )
-from tuneops.registry.store import alias_version, load_registered, model_uri, no_such_model_or_alias, tagged_generation
-
-if TYPE_CHECKING:
-    from mlflow.entities.model_registry import ModelVersion
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
-    from tuneops.config.params import ChatTemplate, GenerationParams, RegisterParams
+from tuneops.registry.holder import EngineReady, ModelHolder
+from tuneops.registry.served import ModelInfo, Served, checkpoint_served
 
 log = logging.getLogger("tuneops.serve")
-
-FINE_TUNED_TAG = "tuneops.fine_tuned_model"  # the ft: id a fine-tuning job gave the version it registered
-JOB_TAG = "tuneops.fine_tuning_job"  # the job that registered the version (flows/job.py)
-
-
-class ModelInfo(BaseModel):
-    """The registered version that answered a request."""
-
-    name: str
-    version: str
-    alias: str | None = Field(description="the alias followed, or null for a pinned version")
-    model_uri: str = Field(description="the exact version, models:/<name>/<version>")
-
-
-@dataclass(frozen=True)
-class Served:
-    """A loaded version: what predicts and what it is. Requests take one and use it throughout, so a swap
-    mid-request never mixes one version's model with another's name. `generation`: the version's generation
-    settings (stop, max_new_tokens, chat_template; params.GenerationParams) for a generation model."""
-
-    model: PreTrainedModel
-    tokenizer: PreTrainedTokenizerBase
-    info: ModelInfo
-    generation: GenerationSettings | None = None
-
-    @property
-    def generates(self) -> bool:
-        return is_generator(self.model)
-
-    @property
-    def labels(self) -> list[str]:
-        if self.generates:
-            return []
-        return [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
 
 
 @dataclass(frozen=True)
@@ -132,7 +86,7 @@ class NotDeletable(Exception):
 
 
 class Registry(Protocol):
-    """The registry as serving needs it (MlflowRegistry is the real one)."""
+    """The registry as serving needs it (registry/mlflow_registry.py's MlflowRegistry is the real one)."""
 
     def cards(self) -> list[Card]: ...
 
@@ -143,86 +97,6 @@ class Registry(Protocol):
     def tags(self, name: str, version: str) -> dict[str, str] | None: ...
 
     def delete(self, model_id: str, name: str, version: str) -> bool: ...
-
-
-VersionLookup = Callable[[], str | None]  # the version the alias points at now, None when it points nowhere
-VersionLoader = Callable[[str], Served]
-
-
-class ModelHolder:
-    """The version an alias points at. One request at a time checks the alias (at most every `refresh_seconds`)
-    and loads a moved alias's version; the others keep answering with the current one meanwhile, and a failed
-    lookup or load keeps it too."""
-
-    def __init__(
-        self,
-        served: Served,
-        lookup: VersionLookup | None = None,
-        load: VersionLoader | None = None,
-        refresh_seconds: float = 30.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        if (lookup is None) != (load is None):
-            raise ValueError("following an alias needs both a version lookup and a loader")
-        if refresh_seconds < 0:
-            raise ValueError(f"refresh_seconds must be >= 0, not {refresh_seconds}")
-        self._served, self._lookup, self._load = served, lookup, load
-        self._refresh_seconds, self._clock = refresh_seconds, clock
-        self._lock = threading.Lock()
-        self._checking = False
-        self._checked_at = clock()
-
-    @property
-    def served(self) -> Served:
-        """The version answering now, without checking the alias."""
-        return self._served
-
-    def current(self) -> Served:
-        """The version to answer this request with, after the alias check when one is due."""
-        if self._lookup is None or not self._claim_check():
-            return self._served
-        try:
-            self._check()
-        finally:
-            with self._lock:
-                self._checking = False
-        return self._served
-
-    def _claim_check(self) -> bool:
-        """True for the one request that does a due check; a lookup per request would hammer the registry."""
-        with self._lock:
-            now = self._clock()
-            if self._checking or now - self._checked_at < self._refresh_seconds:
-                return False
-            self._checking, self._checked_at = True, now
-            return True
-
-    def _check(self) -> None:
-        old = self._served.info
-        try:
-            version = self._lookup()
-        except Exception as exc:  # the registry being down must not take serving down with it
-            log.warning("keeping version %s: looking up alias %s failed: %s", old.version, old.alias, _why(exc))
-            return
-        if version is None:
-            log.warning("keeping version %s: alias %s points at no version", old.version, old.alias)
-            return
-        if version == old.version:
-            return
-        log.info("alias %s moved from version %s to %s: loading it", old.alias, old.version, version)
-        try:
-            new = self._load(version)  # no lock held: other requests keep answering with the old version
-        except Exception as exc:
-            log.warning("keeping version %s: loading version %s failed: %s", old.version, version, _why(exc))
-            return
-        self._served = new  # one reference swap: a request sees the old version or the new one, never a mix
-        log.info("now serving %s", new.info.model_uri)
-
-
-def _why(exc: BaseException) -> str:
-    """An exception as one log line, with any credentials in a tracking URI masked."""
-    first = (str(exc).strip().splitlines() or [""])[0]
-    return redact(f"{type(exc).__name__}: {first}")
 
 
 @dataclass(frozen=True)
@@ -283,6 +157,9 @@ class LRU:
     def info(self) -> functools._CacheInfo:
         return functools._CacheInfo(self.hits, self.misses, self.maxsize, len(self._entries))
 
+    def versions(self) -> set[tuple[str, str]]:
+        return {(s.info.name, s.info.version) for s in self._entries.values()}
+
 
 class Catalog:
     """Model ids to loaded versions: the LRU cache of versions and a ModelHolder per followed alias. `root`: the
@@ -296,8 +173,9 @@ class Catalog:
         refresh_seconds: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         root: Path | None = None,
+        ready: EngineReady | None = None,
     ) -> None:
-        self.registry, self.default_alias, self.root = registry, default_alias, root
+        self.registry, self.default_alias, self.root, self.ready = registry, default_alias, root, ready
         self._refresh_seconds, self._clock = refresh_seconds, clock
         self._cache = LRU(cache_size)
         self._load_lock = threading.Lock()  # one load at a time: two requests for a new version load it once
@@ -345,6 +223,14 @@ class Catalog:
 
     def cache_info(self) -> functools._CacheInfo:
         return self._cache.info()
+
+    def live(self) -> set[tuple[str, str]]:
+        """The versions serving may still answer with, (name, version): the cache's and every followed alias's
+        (an engine keeps a process per version only while it is here)."""
+        with self._holders_lock:
+            held = {(h.served.info.name, h.served.info.version) for h in self._holders.values()}
+        with self._load_lock:
+            return held | self._cache.versions()
 
     def _load(self, model_id: str, key: Key) -> Served:
         with self._load_lock:
@@ -424,6 +310,7 @@ class Catalog:
                     load=lambda v: self.load(model_id, name, v, alias),
                     refresh_seconds=self._refresh_seconds,
                     clock=self._clock,
+                    ready=self.ready,
                 )
                 self._holders[(name, alias)] = holder
                 return holder
@@ -445,18 +332,6 @@ def _names(info: ModelInfo, name: str, version: str) -> bool:
     return (info.name, info.version) == (name, version)
 
 
-def model_cards(name: str, versions: list[ModelVersion], aliases: dict[str, str]) -> list[Card]:
-    """The ids of one registered model: each alias, each version, and each fine-tuned id (MLflow ModelVersions)."""
-    created = {str(v.version): int(v.creation_timestamp // 1000) for v in versions}
-    cards = [Card(f"{name}@{alias}", created.get(str(v), 0), name, str(v)) for alias, v in sorted(aliases.items())]
-    for v in sorted(versions, key=lambda v: int(v.version)):
-        version = str(v.version)
-        cards.append(Card(f"{name}:{version}", created[version], name, version))
-        if ft := (v.tags or {}).get(FINE_TUNED_TAG):
-            cards.append(Card(ft, created[version], name, version, (v.tags or {}).get(JOB_TAG)))
-    return cards
-
-
 def checkpoint_cards(root: Path, card: Card) -> list[Card]:
     """The servable checkpoints of the job that registered the version of `card` (its ft: id's), newest first."""
     saved = servable_steps(job_workspace(root, card.job))
@@ -464,119 +339,3 @@ def checkpoint_cards(root: Path, card: Card) -> list[Card]:
         Card(checkpoint_id(card.id, card.job, step), at, card.name, card.version, card.job)
         for step, at in saved.items()
     ]
-
-
-def blocking_aliases(aliases: list[str], tags: dict[str, str]) -> list[str]:
-    """The aliases that keep a version from being deleted: all but its fine-tuning job's own. flows/job.py
-    registers a job's version under an alias named after the job (so the job never moves the champion); that one
-    goes with the version."""
-    return sorted(a for a in aliases if a != tags.get(JOB_TAG))
-
-
-def generation_settings(tags: dict[str, str], fallback: GenerationSettings | None) -> GenerationSettings | None:
-    """A version's generation settings from its tags (registry.tag_generation); `fallback` for a version
-    registered before tuneops tagged versions, or for the chat template where its tags have none."""
-    found = tagged_generation(tags)
-    if found is None:
-        return fallback
-    stop, max_new_tokens, chat_template = found
-    template = chat_template or (fallback.chat_template if fallback is not None else None)
-    return GenerationSettings(stop=stop, max_new_tokens=max_new_tokens, chat_template=template)
-
-
-def settings_of(generation: GenerationParams) -> GenerationSettings:
-    return GenerationSettings(list(generation.stop), generation.max_new_tokens, generation.chat_template)
-
-
-def served(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, info: ModelInfo, generation: GenerationSettings | None
-) -> Served:
-    """A loaded version; a generation model's tokenizer given the chat template its settings name where it has
-    none of its own (a version saved before tokenizers carried their template)."""
-    if generation is not None and generation.chat_template is not None and is_generator(model):
-        tokenizer = with_chat_template(tokenizer, generation.chat_template)
-    return Served(model, tokenizer, info, generation)
-
-
-def checkpoint_served(path: Path, workspace: Path, ref: CheckpointRef, name: str, tags: dict[str, str]) -> Served:
-    """A job's checkpoint, loaded, with the generation settings of the version the job registered (its tags, else
-    the workspace's params.yaml). It names itself `<job id>:ckpt-step-<step>` where a version has its number, and
-    its folder relative to the project root as its model_uri (no absolute path reaches a client)."""
-    model, tokenizer = load_checkpoint(path, workspace)
-    generation = generation_settings(tags, settings_of(job_params(workspace).generation))
-    where = (Path(workspace.parent.name) / workspace.name / path.relative_to(workspace)).as_posix()
-    info = ModelInfo(name=name, version=ref.label, alias=None, model_uri=where)
-    return served(model, tokenizer, info, generation)
-
-
-@dataclass(frozen=True)
-class GenerationSettings:
-    """How a generation version is asked: what ends a completion, its default length, its chat template."""
-
-    stop: list[str]
-    max_new_tokens: int
-    chat_template: ChatTemplate | None
-
-
-class MlflowRegistry:
-    """The MLflow Model Registry of `register.tracking_uri` (or MLFLOW_TRACKING_URI), every model in it.
-
-    A generation version's settings come from its tags (registry.tag_generation); `generation` (params.yaml's
-    GenerationParams) stands in for a version registered without them."""
-
-    def __init__(self, register: RegisterParams, generation: GenerationParams | None = None) -> None:
-        from mlflow import MlflowClient  # start-up: mlflow takes seconds to import; only a real registry needs it
-
-        self.register = register
-        self.generation = None if generation is None else settings_of(generation)
-        self.client = MlflowClient(tracking_uri(register))
-
-    def cards(self) -> list[Card]:
-        cards: list[Card] = []
-        for model in self.client.search_registered_models():
-            versions = self.client.search_model_versions(f"name='{model.name}'")
-            cards += model_cards(model.name, versions, dict(model.aliases or {}))
-        return cards
-
-    def alias_version(self, name: str, alias: str) -> str | None:
-        found = alias_version(self.register.model_copy(update={"model_name": name, "alias": alias}), self.client)
-        return None if found is None else str(found.version)
-
-    def load(self, name: str, version: str) -> Served | None:
-        found = self._version(name, version)
-        if found is None:
-            return None
-        register = self.register.model_copy(update={"model_name": name})
-        model, tokenizer = load_registered(register, int(version))
-        info = ModelInfo(name=name, version=version, alias=None, model_uri=model_uri(register, int(version)))
-        log.info("loaded %s", info.model_uri)
-        return served(model, tokenizer, info, generation_settings(found.tags or {}, self.generation))
-
-    def tags(self, name: str, version: str) -> dict[str, str] | None:
-        """The version's tags, or None when the registry has no such version."""
-        found = self._version(name, version)
-        return None if found is None else dict(found.tags or {})
-
-    def delete(self, model_id: str, name: str, version: str) -> bool:
-        """Delete the version from the registry (MLflow drops the aliases pointing at it; its run and artifacts
-        stay); False when there is no such version, ModelInUse when an alias other than its job's points at it."""
-        found = self._version(name, version)
-        if found is None:
-            return False
-        # checked, then deleted: an alias moved onto the version in between is dropped with it (MLflow has no
-        # conditional delete); `register` only moves the champion to a version it has just registered
-        blocking = blocking_aliases(list(found.aliases or []), dict(found.tags or {}))
-        if blocking:
-            raise ModelInUse(model_id, name, version, blocking)
-        self.client.delete_model_version(name, version)
-        return True
-
-    def _version(self, name: str, version: str) -> ModelVersion | None:
-        from mlflow.exceptions import MlflowException
-
-        try:
-            return self.client.get_model_version(name, version)
-        except MlflowException as exc:
-            if no_such_model_or_alias(exc.error_code, exc.message):
-                return None
-            raise

@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING
 from tuneops.config.errors import UserError
 from tuneops.config.paths import JOBS_DIR
 from tuneops.io.files import write_json
-from tuneops.registry.catalog import Catalog, MlflowRegistry, ModelNotFound, Served, parse_model_id
+from tuneops.registry.catalog import Catalog, ModelNotFound, parse_model_id
 from tuneops.registry.checkpoints import parse_checkpoint_id
+from tuneops.registry.mlflow_registry import MlflowRegistry
+from tuneops.registry.served import Served
 
 if TYPE_CHECKING:
     from tuneops.config.params import GenerationParams, RegisterParams

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
@@ -36,7 +36,10 @@ from starlette.responses import JSONResponse
 
 from tuneops.config.errors import UserError
 from tuneops.inference.batching import Batcher, Classified, Failed, Finished, InferenceRequest
-from tuneops.registry.catalog import Catalog, ModelHolder, ModelInfo, ModelNotFound, Served
+from tuneops.inference.engine import BuiltinEngine, Engine
+from tuneops.registry.catalog import Catalog, ModelNotFound
+from tuneops.registry.holder import ModelHolder
+from tuneops.registry.served import ModelInfo, Served
 from tuneops.serve.auth import BearerAuth
 from tuneops.serve.errors import install_error_handlers
 from tuneops.serve.finetuning.routes import router as finetune_router
@@ -71,18 +74,21 @@ def create_app(
     *,
     batching: Batching | None = None,
     api_key: str | None = None,
+    engine: Callable[[BuiltinEngine], Engine] | None = None,
 ) -> FastAPI:
-    """The app answering for every model of `catalog`; /predict and /health with `default_model` (an id)."""
+    """The app answering for every model of `catalog`; /predict and /health with `default_model` (an id).
+    `engine`: what the OpenAI routes hand requests to, made around the built-in engine (vLLM's: serve.engine)."""
     limits, batching = limits or Limits(), batching or Batching()
-    batcher = Batcher(batching.window_ms / 1000, batching.max_batch_size)
+    batcher = Batcher(batching.window_ms / 1000, batching.max_batch_size, max_queued_tokens=limits.max_queued_tokens)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
-        batcher.close()
+        app.state.engine.close()
 
     app = FastAPI(title="tuneops", description="Registered models, over OpenAI's API and /predict.", lifespan=lifespan)
     app.state.catalog, app.state.batcher, app.state.limits = catalog, batcher, limits
+    app.state.engine = BuiltinEngine(batcher) if engine is None else engine(BuiltinEngine(batcher))
     app.state.default_model, app.state.secured = default_model, api_key is not None
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes, max_upload_bytes=limits.max_upload_bytes)
     if api_key is not None:

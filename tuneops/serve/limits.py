@@ -22,6 +22,7 @@ class Limits(BaseModel):
     max_body_bytes: int = Field(default=1 << 20, gt=0)
     max_upload_bytes: int = Field(default=512 << 20, gt=0)  # POST /v1/files: training files run larger
     max_tokens_limit: int = Field(default=512, gt=0)
+    max_queued_tokens: int | None = Field(default=None, gt=0)  # the batcher's queue (None: unbounded)
 
 
 UPLOAD_PATH = "/v1/files"

@@ -7,7 +7,7 @@ import math
 from pydantic import BaseModel, Field
 
 from tuneops.inference.batching import Classified
-from tuneops.registry.catalog import ModelInfo
+from tuneops.registry.served import ModelInfo
 
 
 class PredictRequest(BaseModel):

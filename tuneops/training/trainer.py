@@ -20,10 +20,12 @@ from tuneops.io.files import staged_dir
 from tuneops.models.batches import CompletionCollator
 from tuneops.models.hardware import set_threads
 from tuneops.models.loading import load_causal_lm, load_classifier
+from tuneops.models.packing import PackedCompletionCollator
 from tuneops.models.quirks import configure_padding, fuse_gelu, lora_target_modules
 from tuneops.training.callbacks import stage_callbacks
 from tuneops.training.devices import hardware, training_settings
 from tuneops.training.memory import ReleaseFreedMemory, malloc_trim
+from tuneops.training.quantization import load_quantized_causal_lm, refuse_unsupported_quantization
 
 if TYPE_CHECKING:
     from datasets import DatasetDict
@@ -45,7 +47,10 @@ def build_model(
     from transformers import set_seed
 
     set_seed(train.args.seed)  # the classifier head is initialised here: two runs must start from the same one
-    if generator:
+    refuse_unsupported_quantization(train, model, generator)
+    if generator and train.quantization:
+        net = load_quantized_causal_lm(model, train, tokenizer)
+    elif generator:
         net = load_causal_lm(model.name, tokenizer, model.revision)
     else:
         net = load_classifier(model.name, labels, tokenizer, model.revision)
@@ -82,7 +87,8 @@ def build_trainer(
     """The Trainer exactly as the stage configures it (the speed benchmark calls this too).
 
     `prompt_loss_weight` set (task: generation): prompt+completion batches masked by position, loss on the
-    completions (and the prompts by that weight), token accuracy on completions as the metric.
+    completions (and the prompts by that weight), token accuracy on completions as the metric; with train.packing,
+    each batch's examples packed into rows of train.max_packed_length tokens (tuneops.models.packing).
     """
     from transformers import DataCollatorWithPadding
 
@@ -96,12 +102,12 @@ def build_trainer(
     )
     callbacks = trainer_callbacks(train, datasets, args)
     if generator:
-        collator = CompletionCollator(tokenizer.pad_token_id, prompt_loss_weight, train.pad_to_multiple_of)
+        collator = completion_collator(tokenizer, train, prompt_loss_weight)
         extra = {"compute_metrics": token_accuracy_metrics, "preprocess_logits_for_metrics": argmax_ids}
     else:
         collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=train.pad_to_multiple_of)
         extra = {"compute_metrics": trainer_metrics}
-    trainer_class = CompletionTrainer if generator and prompt_loss_weight else Trainer
+    trainer_class = (CompletionTrainer if prompt_loss_weight else CausalLMTrainer) if generator else Trainer
     trainer = trainer_class(
         model=net,
         args=args,
@@ -116,8 +122,18 @@ def build_trainer(
     # accumulated batch. A causal LM's own loss does (sum over completion tokens / tokens in the accumulated
     # batch); a sequence classifier and CompletionTrainer average per batch instead, so the Trainer must divide by
     # gradient_accumulation_steps itself, or gradients and logged loss would grow with accumulation.
-    trainer.model_accepts_loss_kwargs = generator and trainer_class is Trainer
+    trainer.model_accepts_loss_kwargs = trainer_class is CausalLMTrainer
     return trainer
+
+
+def completion_collator(
+    tokenizer: PreTrainedTokenizerBase, train: TrainParams, prompt_loss_weight: float
+) -> CompletionCollator | PackedCompletionCollator:
+    """Packed rows (train.packing) or one padded row per example: the same examples a step, the same loss."""
+    pad_id, multiple = tokenizer.pad_token_id, train.pad_to_multiple_of
+    if train.packing:
+        return PackedCompletionCollator(pad_id, prompt_loss_weight, train.max_packed_length, multiple)
+    return CompletionCollator(pad_id, prompt_loss_weight, multiple)
 
 
 def training_arguments(train: TrainParams, output_dir: Path, report_to: list[str] | None) -> dict[str, object]:
@@ -132,6 +148,9 @@ def training_arguments(train: TrainParams, output_dir: Path, report_to: list[str
     if why:
         log.warning("%s", why)
     settings.update(on_device)
+    if settings["use_liger_kernel"] and (why := liger_unavailable(hw.cuda)):
+        log.warning("use_liger_kernel: %s; training without Liger's kernels", why)
+        settings["use_liger_kernel"] = False
     return {
         "output_dir": str(output_dir),
         "report_to": report_to or [],
@@ -140,6 +159,16 @@ def training_arguments(train: TrainParams, output_dir: Path, report_to: list[str
         "disable_tqdm": False,
         **settings,
     }
+
+
+def liger_unavailable(cuda: bool) -> str | None:
+    """Why Liger's Triton kernels cannot run here, or None where they can."""
+    import importlib.util
+
+    if not cuda:
+        return "Liger's kernels are Triton kernels for GPUs, and this machine has none"
+    missing = [name for name in ("triton", "liger_kernel") if importlib.util.find_spec(name) is None]
+    return f"{' and '.join(missing)} not installed (pip install liger-kernel)" if missing else None
 
 
 def trainer_callbacks(train: TrainParams, datasets: DatasetDict, args: TrainingArguments) -> list[TrainerCallback]:
@@ -170,6 +199,21 @@ def weighted_lm_loss(logits: torch.Tensor, input_ids: torch.Tensor, weights: tor
     return (losses * w).sum() / w.sum().clamp(min=1e-8)
 
 
+class CausalLMTrainer(Trainer):
+    """The Trainer for a causal LM: no key/value cache in training. A cache is never read there, and with one
+    transformers does not look for packed sequences in position_ids (masking_utils: `cache is None`), so packed
+    examples would attend to each other. TRL's SFTTrainer does the same."""
+
+    def compute_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, torch.Tensor],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, ModelOutput]:
+        return super().compute_loss(model, {**inputs, "use_cache": False}, return_outputs, num_items_in_batch)
+
+
 class CompletionTrainer(Trainer):
     """The Trainer with OpenAI's prompt_loss_weight: prompt tokens count in the loss by that weight."""
 
@@ -181,7 +225,7 @@ class CompletionTrainer(Trainer):
         num_items_in_batch: torch.Tensor | int | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, ModelOutput]:
         weights, labels = inputs.pop("loss_weights"), inputs.pop("labels")
-        outputs = model(**inputs)
+        outputs = model(**inputs, use_cache=False)  # see CausalLMTrainer
         loss = weighted_lm_loss(outputs.logits, inputs["input_ids"], weights)
         inputs["labels"] = labels  # evaluation measures token accuracy on the completion labels
         return (loss, outputs) if return_outputs else loss

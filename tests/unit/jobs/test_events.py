@@ -1,54 +1,12 @@
-"""A job's events, checkpoints, result file and trained tokens, read back from its workspace's files."""
+"""A job's events, read back from its flow run's task runs and its workspace's files."""
 
 from __future__ import annotations
 
-import csv
-import io
-
+from tests.unit.jobs.test_results import HISTORY
 from tuneops.config.records import GateCheck, GateVerdict
-from tuneops.jobs.events import (
-    RESULT_COLUMNS,
-    JobFiles,
-    StageRun,
-    Timed,
-    checkpoint_metrics,
-    job_events,
-    results_csv,
-    trained_tokens,
-)
+from tuneops.jobs.events import StageRun, job_events
+from tuneops.jobs.results import JobFiles, Timed
 from tuneops.jobs.states import FILE_CHECK_TASK
-
-# The Trainer's log_history as trainer_state.json holds it: a loss every logging_steps, an evaluation per epoch.
-HISTORY = [
-    {"step": 5, "epoch": 0.5, "loss": 1.1, "learning_rate": 1e-3},
-    {"step": 10, "epoch": 1.0, "loss": 0.9, "learning_rate": 9e-4},
-    {"step": 10, "epoch": 1.0, "eval_loss": 0.8, "eval_accuracy": 0.6},
-    {"step": 15, "epoch": 1.5, "loss": 0.7},
-    {"step": 20, "epoch": 2.0, "loss": 0.6},
-    {"step": 20, "epoch": 2.0, "eval_loss": 0.65, "eval_accuracy": 0.7},
-    {"step": 20, "epoch": 2.0, "train_runtime": 12.0, "train_loss": 0.8},
-]
-
-
-def test_the_result_file_has_openais_columns_one_row_per_logged_step():
-    text = results_csv(HISTORY)
-    rows = list(csv.DictReader(io.StringIO(text)))
-    assert (
-        list(rows[0])
-        == RESULT_COLUMNS
-        == ["step", "train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy"]
-    )
-    assert [r["step"] for r in rows] == ["5", "10", "15", "20"]
-    ten = rows[1]
-    assert (ten["train_loss"], ten["valid_loss"], ten["valid_mean_token_accuracy"]) == ("0.9", "0.8", "0.6")
-    assert all(r["train_accuracy"] == "" for r in rows)  # never measured: left empty, not made up
-    assert rows[0]["valid_loss"] == ""
-
-
-def test_a_checkpoint_carries_the_loss_at_its_step():
-    metrics = checkpoint_metrics(10, HISTORY)
-    assert (metrics.train_loss, metrics.valid_loss, metrics.valid_mean_token_accuracy) == (0.9, 0.8, 0.6)
-    assert checkpoint_metrics(15, HISTORY).valid_loss is None
 
 
 def test_events_are_newest_first_with_stable_ids_and_loss_as_metrics():
@@ -71,11 +29,6 @@ def test_events_are_newest_first_with_stable_ids_and_loss_as_metrics():
     assert [e.data["step"] for e in metrics] == [20, 15, 10, 5]
     assert metrics[-1].data["train_loss"] == 1.1 and metrics[-2].data["valid_loss"] == 0.8
     assert any(e.message == "Stage train finished in 26.0 s" for e in events)
-
-
-def test_trained_tokens_are_train_tokens_times_epochs():
-    report = {"splits": {"train": {"rows": 100, "mean": 12.5}}}
-    assert trained_tokens(report, 2) == 2500 and trained_tokens(None, 2) is None
 
 
 def test_metrics_events_come_at_the_time_each_step_was_logged_and_a_resumed_stage_has_events_of_its_own():
@@ -104,3 +57,19 @@ def test_the_job_says_which_rows_train_and_which_the_gate_scores():
     given = job_events("ftjob-x", 99.0, [], files, "running", None, None, None, "file-v", 50)
     said = next(e.message for e in given if e.message.startswith("Training on"))
     assert "all 80 rows" in said and "10 rows of validation_file file-v" in said and "max_train_samples" in said
+
+
+def test_a_job_restarted_after_its_process_died_says_when_and_why_between_its_two_trainings():
+    runs = [StageRun("train", 150.0, None, "RUNNING"), StageRun("train", 300.0, 360.0, "COMPLETED")]
+    why = "no heartbeat for 75 s: its process or machine died"
+    events = job_events("ftjob-x", 99.0, runs, JobFiles(), "running", None, None, None, restarts=[(290.0, why)])
+    messages = [e.message for e in reversed(events)]
+    assert messages == [
+        "Created fine-tuning job",
+        "Stage train started",
+        f"The job restarted (1) after its process died ({why}); it resumes from its last complete checkpoint",
+        "Stage train started",
+        "Stage train finished in 60.0 s",
+    ]
+    restart = next(e for e in events if e.message.startswith("The job restarted"))
+    assert restart.level == "warn" and restart.created_at == 290 and len({e.id for e in events}) == len(events)

@@ -175,3 +175,18 @@ def test_without_a_loadable_template_chat_lines_pass_with_a_warning(tmp_path):
 def test_a_line_in_no_format_or_a_broken_pair_is_named(tmp_path, line, says):
     pair = {"prompt": "a ->", "completion": " b\n"}
     assert checked(tmp_path, [line] + [pair] * 10).errors[0].startswith(says)
+
+
+def test_past_the_size_cap_the_whole_file_checks_are_left_to_the_job(tmp_path, monkeypatch):
+    """prepare-data's checks hold every pair in memory: a file past WHOLE_FILE_CHECK_BYTES gets the line checks
+    only, and a warning saying the job runs the rest (one answer to every prompt is found then, not at upload)."""
+    from tests.conftest import ROOT
+    from tuneops.jobs import file_check
+
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps({"prompt": "same ->", "completion": " same\n"}) + "\n" for _ in range(12)))
+    checked_whole = file_check.check_training_file(path, ROOT / "params.yaml")
+    assert any("the model would learn one answer" in e for e in checked_whole.errors), checked_whole.errors
+    monkeypatch.setattr(file_check, "WHOLE_FILE_CHECK_BYTES", path.stat().st_size - 1)
+    left = file_check.check_training_file(path, ROOT / "params.yaml")
+    assert left.errors == [] and any("checked when a job prepares the data" in w for w in left.warnings)

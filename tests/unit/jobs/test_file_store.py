@@ -3,9 +3,22 @@ files stored before blobs still read, expiry, and a bad file kept with its reaso
 
 from __future__ import annotations
 
+import hashlib
+import io
+
+import pytest
+
 from tests.conftest import Clock
 from tuneops.io.files import write_json
-from tuneops.jobs.file_store import ExpiresAfter, FileObject, FileStore, file_id, is_file_id
+from tuneops.jobs.file_store import (
+    ExpiresAfter,
+    FileObject,
+    FileStore,
+    file_id,
+    is_file_id,
+    path_parts,
+    upload_filename,
+)
 
 GOOD = "".join(f'{{"prompt": "day {i} was fine ->", "completion": " text {i}\\n"}}\n' for i in range(12)).encode()
 
@@ -77,3 +90,47 @@ def test_a_bad_file_is_stored_with_line_numbered_reasons(tmp_path):
     assert "1 example(s): OpenAI's fine-tuning takes at least 10" in bad.status_details
     few = store.add(GOOD, "few.jsonl", "fine-tune")
     assert few.status == "processed" and few.status_details.startswith("warning: 12 examples")
+
+
+class Broken:
+    """An upload whose client goes away after 3 MiB (a read that fails, as Starlette's does on a disconnect)."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    def read(self, n: int = -1) -> bytes:
+        if self.sent >= 3 << 20:
+            raise OSError("the client went away")
+        self.sent += 1 << 20
+        return b"x" * (1 << 20)
+
+
+def test_an_upload_that_fails_midway_leaves_no_file_no_record_and_no_staged_bytes(tmp_path):
+    store = FileStore(tmp_path, track=False)
+    with pytest.raises(OSError, match="went away"):
+        store.add_stream(Broken(), "train.jsonl", "fine-tune")
+    assert store.list() == [] and store.staged() == [] and list((store.dir / "blobs").iterdir()) == []
+
+
+def test_a_streamed_upload_is_stored_whole_and_hashed_as_it_came(tmp_path):
+    store = FileStore(tmp_path, track=False)
+    made = store.add_stream(io.BytesIO(GOOD), "train.jsonl", "fine-tune")
+    assert made.bytes == len(GOOD) and store.content_path(made.id).read_bytes() == GOOD
+    assert store.content_path(made.id).name == f"{hashlib.sha256(GOOD).hexdigest()}.jsonl" and store.staged() == []
+
+
+@pytest.mark.parametrize("name", ["../x.jsonl", "a/b.jsonl", "a\\b.jsonl", "x\0.jsonl", " "])
+def test_a_filename_with_path_parts_or_none_is_refused_before_anything_is_written(tmp_path, name):
+    store = FileStore(tmp_path, track=False)
+    with pytest.raises(ValueError):
+        store.add(GOOD, name, "fine-tune")
+    assert not store.dir.exists()
+    assert upload_filename("train.v2.jsonl") == "train.v2.jsonl"
+
+
+def test_an_id_with_path_parts_names_no_path(tmp_path):
+    store = FileStore(tmp_path, track=False)
+    assert path_parts("file-..") == ".." and path_parts("file-abc") is None
+    assert store.get("../params") is None
+    with pytest.raises(ValueError, match="path parts"):
+        store.content_path("../../etc/passwd")

@@ -5,7 +5,17 @@ from __future__ import annotations
 import pytest
 
 from tuneops.config.records import GateCheck, GateVerdict
-from tuneops.jobs.states import FILE_CHECK_TASK, job_error, job_status
+from tuneops.jobs.states import (
+    FILE_CHECK_TASK,
+    MAX_RESTARTS,
+    MAX_RUNS,
+    RESTART_STATE,
+    SUSPENDED,
+    UNRESPONSIVE,
+    job_error,
+    job_status,
+    restart_refusal,
+)
 
 
 @pytest.mark.parametrize(
@@ -52,3 +62,26 @@ def test_a_failed_job_says_why_in_openais_error_shape():
     assert "line 3" in bad_file.message
     assert job_error("failed", "train: out of memory", None, None).message == "train: out of memory"
     assert job_error("succeeded", None, gate, None) is None
+
+
+@pytest.mark.parametrize(
+    ("state", "name", "runs", "status"),
+    [
+        ("CRASHED", UNRESPONSIVE, 1, "queued"),  # no heartbeats: about to go back on its pool, not failed
+        ("CRASHED", "Crashed", 2, "queued"),  # its worker died and it exited, saying so: the same
+        ("SCHEDULED", RESTART_STATE, 2, "queued"),
+        ("CRASHED", "Crashed", 0, "failed"),  # crashed before it ever ran (a flow that cannot load): not restarted
+        ("CRASHED", "Crashed", MAX_RUNS + 1, "failed"),  # the backstop to a crash loop
+        ("PAUSED", SUSPENDED, 1, "paused"),
+    ],
+)
+def test_a_job_whose_process_died_is_queued_again_not_failed(state, name, runs, status):
+    assert job_status(state, True, False, name, runs) == status
+
+
+def test_a_job_resumes_up_to_the_restart_limit_then_fails_saying_why():
+    assert restart_refusal(0, None) is None
+    assert restart_refusal(MAX_RESTARTS, "no heartbeat for 75 s") is None
+    refusal = restart_refusal(MAX_RESTARTS + 1, "no heartbeat for 75 s")
+    assert refusal.startswith(f"the job's process died {MAX_RESTARTS + 1} times (no heartbeat for 75 s)")
+    assert f"after {MAX_RESTARTS} restarts" in refusal

@@ -1,24 +1,13 @@
-"""The catalog's decisions without MLflow: checkpoint ids, which aliases keep a version from deletion, generation
-settings, the LRU of versions, and a deleted version that no id answers with again."""
+"""The catalog's decisions without MLflow: checkpoint ids, the LRU of versions, a deleted version that no id answers
+with again, and the versions serving may still answer with."""
 
 from __future__ import annotations
 
 import pytest
 
-from tuneops.config.params import ChatTemplate
-from tuneops.registry.catalog import (
-    LRU,
-    Card,
-    Catalog,
-    GenerationSettings,
-    ModelInfo,
-    ModelNotFound,
-    NotDeletable,
-    Served,
-    blocking_aliases,
-    generation_settings,
-)
+from tuneops.registry.catalog import LRU, Card, Catalog, ModelNotFound, NotDeletable
 from tuneops.registry.checkpoints import CheckpointRef, checkpoint_id, parse_checkpoint_id
+from tuneops.registry.served import ModelInfo, Served
 
 JOB = "ftjob-0123456789abcdef0123456789abcdef"
 FT = "ft:gpt2:tuneops:spans:2"
@@ -40,24 +29,6 @@ def test_a_checkpoint_id_is_its_jobs_ft_id_with_the_job_and_step_in_the_versions
 )
 def test_what_is_not_a_checkpoint_id(model_id):
     assert parse_checkpoint_id(model_id) is None  # a job id that is no plain folder name never names a path
-
-
-def test_only_the_jobs_own_alias_goes_with_a_deleted_version():
-    tags = {"tuneops.fine_tuning_job": JOB}
-    assert blocking_aliases([JOB], tags) == []
-    assert blocking_aliases([JOB, "champion", "canary"], tags) == ["canary", "champion"]
-    assert blocking_aliases(["champion"], {}) == ["champion"]
-
-
-CHAT = ChatTemplate(system="{content}\n", user="Q: {content}\n", assistant="A: {content}\n")
-
-
-def test_generation_settings_come_from_the_tags_else_the_fallback():
-    fallback = GenerationSettings(stop=["###"], max_new_tokens=64, chat_template=CHAT)
-    tags = {"tuneops.stop": '["\\n"]', "tuneops.max_new_tokens": "8"}
-    assert generation_settings(tags, fallback) == GenerationSettings(["\n"], 8, CHAT)  # template: the fallback's
-    assert generation_settings({}, fallback) is fallback
-    assert generation_settings({}, None) is None
 
 
 def served(name: str, version: str) -> Served:
@@ -132,3 +103,24 @@ def test_an_alias_or_a_checkpoint_is_not_deleted_and_an_unknown_id_is_not_found(
     with pytest.raises(ModelNotFound):
         catalog.get(checkpoint_id(FT, JOB, 4))  # the job saved no such checkpoint
     assert catalog.cards() == Registry().cards()  # nor does it list one
+
+
+def test_live_versions_are_the_caches_and_the_followed_aliases():
+    class Registry:
+        def cards(self):
+            return [Card("m:1", 0, "m", "1")]
+
+        def alias_version(self, name, alias):
+            return "3"
+
+        def load(self, name, version):
+            return Served(
+                None, None, ModelInfo(name=name, version=version, alias=None, model_uri=f"models:/m/{version}")
+            )
+
+    catalog = Catalog(Registry(), cache_size=1)
+    catalog.get("m:1")
+    catalog.get("m@champion")  # loads version 3, which pushes version 1 out of the one-entry cache
+    assert catalog.live() == {("m", "3")}
+    catalog.get("m:2")
+    assert catalog.live() == {("m", "2"), ("m", "3")}  # 3 stays: its alias holds it

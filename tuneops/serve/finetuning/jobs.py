@@ -4,6 +4,10 @@ POST .../{id}/cancel, GET .../{id}/events, GET .../{id}/checkpoints.
 A job is a flow run of the retrain flow on the Prefect work pool (tuneops.jobs.orchestration), run by a worker in
 jobs/<job id>/ (flows/job.py); its object is read back from the flow run and that workspace every time it is asked
 for (tuneops.jobs), nothing else stores it.
+
+Creating a job is idempotent under an `Idempotency-Key` header: the key decides the flow run (Prefect's idempotency
+key), so a retry, even of a request answered 503 after Prefect made the run, returns that job. Errors a retry cannot
+help say `x-should-retry: false`, which OpenAI's clients obey (they retry 408, 409, 429 and every 5xx otherwise).
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ from tuneops.config.params import load_params, tracking_uri
 from tuneops.config.paths import PARAMS_PATH, PAUSE_REQUEST_PATH, job_workspace
 from tuneops.config.records import GateVerdict, Registration
 from tuneops.io.files import remove, write_text
-from tuneops.jobs.events import RESULTS_CSV, StageRun, job_checkpoints, job_events, read_job_files, trained_tokens
+from tuneops.jobs.events import StageRun, job_events
 from tuneops.jobs.file_store import file_id
-from tuneops.jobs.orchestration import cancel_run, job_runs, read_run, resume_run, task_runs
+from tuneops.jobs.orchestration import cancel_run, job_runs, read_run, restarts, resume_run, task_runs
+from tuneops.jobs.results import RESULTS_CSV, job_checkpoints, read_job_files, trained_tokens
 from tuneops.jobs.spec import (
     JobRequest,
     JobSpec,
@@ -38,6 +43,14 @@ from tuneops.jobs.spec import (
 from tuneops.jobs.states import FILE_CHECK_TASK, job_error, job_status
 from tuneops.serve.errors import API_PREFIX, APIError
 from tuneops.serve.finetuning.protocol import CheckpointList, EventList, FineTuningJob, JobList, ends
+from tuneops.serve.finetuning.retry import (
+    SERVER_CONFIG,
+    SaysWhenRetryIsFutile,
+    idempotency_key,
+    key_reused,
+    request_tag,
+    unsafe_to_retry,
+)
 from tuneops.serve.finetuning.shared import FineTuning, fine_tuning, not_found, paged, prefect_call
 
 if TYPE_CHECKING:
@@ -45,8 +58,7 @@ if TYPE_CHECKING:
 
 TASK_EXCEPTION = re.compile(r"^Task run encountered an exception \w+: ")  # Prefect's words around our message
 MAX_LIMIT = 100
-
-router = APIRouter(prefix=API_PREFIX, tags=["OpenAI fine-tuning"])
+router = APIRouter(prefix=API_PREFIX, tags=["OpenAI fine-tuning"], route_class=SaysWhenRetryIsFutile)
 
 
 def spec_of(run: FlowRun) -> JobSpec:
@@ -60,7 +72,7 @@ def job_object(root: Path, run: FlowRun) -> FineTuningJob:
     files = read_job_files(workspace)
     registered = Registration.model_validate(files.registration.value) if files.registration else None
     state = run.state_type.value if run.state_type else None
-    status = job_status(state, workspace.is_dir(), registered is not None, run.state_name)
+    status = job_status(state, workspace.is_dir(), registered is not None, run.state_name, run.run_count)
     gate = GateVerdict.model_validate(files.gate.value) if files.gate else None
     failed_at = None if workspace.is_dir() else FILE_CHECK_TASK  # the workspace is made once the files passed
     error = job_error(status, run.state.message if run.state else None, gate, failed_at)
@@ -143,7 +155,7 @@ def build_spec(ft: FineTuning, body: JobRequest) -> dict[str, object]:
     try:
         params = load_params(ft.root / PARAMS_PATH)
     except UserError as exc:  # the server's own params.yaml: not the client's mistake
-        raise APIError(500, f"the server's {exc}") from None
+        raise APIError(500, f"the server's {exc}", code=SERVER_CONFIG) from None
     tracking = absolute_tracking_uri(tracking_uri(params.register_), ft.root)
     ensure_experiment(tracking, params.register_.experiment_name, ft.root)
     seed = body.seed if body.seed is not None else draw_seed()
@@ -175,11 +187,22 @@ def ensure_experiment(tracking: str, name: str, root: Path) -> None:
 @router.post("/fine_tuning/jobs")
 def create_job(request: Request, body: JobRequest) -> FineTuningJob:
     ft = fine_tuning(request)
+    key = idempotency_key(request)
     check_files_exist(ft, body)
     check_continued_model(request, body.model)
     prefect_call(lambda: None)  # no orchestrator, no job: said before the slower work below
     spec = build_spec(ft, body)
-    run = prefect_call(ft.deployment.submit, spec)
+    try:
+        # a key for every request: Prefect's client resends a create whose answer it lost, and only the key keeps
+        # that resend from making a second run
+        once = key or f"request-{uuid.uuid4()}"
+        run = prefect_call(ft.deployment.submit, spec, once, request_tag(body))
+    except APIError as exc:
+        if key is None:  # Prefect may have made the run before the answer was lost: a retry could make a second
+            raise unsafe_to_retry(exc) from None
+        raise
+    if key is not None and request_tag(body) not in run.tags:
+        raise key_reused(key, job_id(run.id))
     return job_object(ft.root, run)
 
 
@@ -314,11 +337,12 @@ def list_events(
     version = Registration.model_validate(files.registration.value).version if files.registration else None
     ft_model = fine_tuned_model(job.model, job.user_provided_suffix, version) if version else None  # before the end
     runs = stage_runs(run.id)
+    restarted = prefect_call(restarts, run.id)
     spec = spec_of(run)
     asked = spec.overrides.get("data.max_train_samples")
     created = run.created.timestamp()
     events = job_events(
-        job.id, created, runs, files, job.status, finished, ft_model, job.error, spec.validation_file, asked
+        job.id, created, runs, files, job.status, finished, ft_model, job.error, spec.validation_file, asked, restarted
     )
     chunk, more = paged(events, after, limit)
     return EventList(data=chunk, has_more=more)

@@ -7,8 +7,9 @@ from typing import Literal, Protocol, TypeVar
 
 from pydantic import BaseModel
 
-from tuneops.jobs.events import Checkpoint, Event
+from tuneops.jobs.events import Event
 from tuneops.jobs.file_store import FileObject
+from tuneops.jobs.results import Checkpoint
 from tuneops.jobs.spec import Resolved
 from tuneops.jobs.states import JobError
 

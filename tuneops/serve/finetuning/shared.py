@@ -12,6 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TypeVar
 
+import httpx
 from fastapi import Request
 
 from tuneops.config.errors import UserError
@@ -19,6 +20,7 @@ from tuneops.jobs.file_store import FileStore
 from tuneops.jobs.orchestration import JobDeployment, require_api
 from tuneops.serve.errors import APIError
 from tuneops.serve.finetuning.protocol import Item, page
+from tuneops.serve.finetuning.retry import NO_API
 
 POOL_ENV = "TUNEOPS_WORK_POOL"
 Result = TypeVar("Result")
@@ -61,6 +63,6 @@ def prefect_call(fn: Callable[..., Result], *args: object) -> Result:
         require_api()
         return fn(*args)
     except UserError as exc:
-        raise APIError(503, str(exc), code="orchestrator_unavailable") from None
-    except (OSError, RuntimeError) as exc:  # httpx's connection errors are OSErrors; Prefect wraps some
+        raise APIError(503, str(exc), code=NO_API) from None
+    except (OSError, RuntimeError, httpx.TransportError) as exc:  # a refused, cut or timed-out connection
         raise APIError(503, f"the Prefect API did not answer: {type(exc).__name__}: {exc}"[:400]) from None

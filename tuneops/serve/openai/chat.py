@@ -17,7 +17,7 @@ from fastapi.sse import EventSourceResponse
 from tuneops.data.chat import render, turn_end
 from tuneops.data.templates import check_messages
 from tuneops.inference.batching import Event, Failed, InferenceRequest, TextDelta
-from tuneops.inference.generation import Tokens
+from tuneops.inference.logprobs import Tokens
 from tuneops.serve.errors import APIError
 from tuneops.serve.openai.common import (
     DONE,
@@ -83,7 +83,7 @@ async def chat_completions(
     response.headers[VERSION_HEADER] = served.info.version
     reply = Reply(new_id("chatcmpl"), int(time.time()), body.model)
     if body.stream:
-        return event_stream(stream(reply, inference, first, body), served)
+        return event_stream(stream(reply, inference, first, body), served, inference)
     answers = generated(await results(inference, first, "messages"))
     choices = [
         ChatChoice(

@@ -2,25 +2,29 @@
 checks every completion request gets, handing the request to the batcher and reading its events back, usage
 counts, and the server-sent events a streamed answer is made of.
 
-The routes read what they share from `request.app.state`: `catalog` (registry.catalog.Catalog), `batcher`
-(inference.batching.Batcher) and `limits` (serve.app.Limits).
+The routes read what they share from `request.app.state`: `catalog` (registry.catalog.Catalog), `engine`
+(inference.engine.Engine: the built-in batcher, or vLLM) and `limits` (serve.app.Limits).
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 
 from fastapi import Request
+from fastapi.responses import JSONResponse
 from fastapi.sse import EventSourceResponse, format_sse_event
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from tuneops.inference.admission import Overloaded
 from tuneops.inference.batching import Classified, Event, Failed, InferenceRequest, PromptTooLong, Results, TextDelta
+from tuneops.inference.engine import EngineUnavailable
 from tuneops.inference.generation import Completion as Generated
-from tuneops.registry.catalog import ModelNotFound, Served
+from tuneops.registry.catalog import ModelNotFound
+from tuneops.registry.served import Served
 from tuneops.serve.errors import APIError
 from tuneops.serve.openai.protocol import Sampled, Usage
 
@@ -93,12 +97,29 @@ def request_error(exc: Exception, param: str) -> APIError:
         return APIError(400, str(exc), param=param, code="context_length_exceeded")
     if isinstance(exc, ValueError):
         return APIError(400, str(exc), param=param, code="invalid_value")
+    if isinstance(exc, EngineUnavailable):  # a vLLM process died mid-answer or did not answer in time
+        return APIError(503, str(exc))
     return APIError(500, f"the model failed: {type(exc).__name__}")
 
 
+class Busy(APIError):
+    """OpenAI's 429 with `retry-after` (its client waits that long before it retries): the queue is full."""
+
+    def __init__(self, exc: Overloaded) -> None:
+        super().__init__(429, str(exc), code="rate_limit_exceeded", kind="tokens")
+        self.retry_after_s = exc.retry_after_s
+
+    def response(self, headers: Mapping[str, str] | None = None) -> JSONResponse:
+        return super().response({"retry-after": str(self.retry_after_s), **(headers or {})})
+
+
 async def submit(request: Request, inference: InferenceRequest, param: str) -> Event:
-    """Queue the request and wait for its first event; a failure is raised before any answer starts."""
-    request.app.state.batcher.submit(inference)
+    """Queue the request (tokenized in a worker thread, not on the event loop) and wait for its first event; a full
+    queue is a 429, a failure is raised before any answer starts."""
+    try:
+        await run_in_threadpool(request.app.state.engine.submit, inference, True)
+    except Overloaded as exc:
+        raise Busy(exc) from None
     event = await inference.events.get()
     if isinstance(event, Failed):
         raise request_error(event.error, param)
@@ -172,6 +193,16 @@ def error_event(exc: Exception, param: str) -> bytes:
     return sse_event(request_error(exc, param).payload())
 
 
-def event_stream(chunks: AsyncIterator[bytes], served: Served) -> EventSourceResponse:
+def event_stream(chunks: AsyncIterator[bytes], served: Served, inference: InferenceRequest) -> EventSourceResponse:
     headers = {"Cache-Control": "no-cache", VERSION_HEADER: served.info.version}
-    return EventSourceResponse(chunks, headers=headers)
+    return EventSourceResponse(cancelling(chunks, inference), headers=headers)
+
+
+async def cancelling(chunks: AsyncIterator[bytes], inference: InferenceRequest) -> AsyncIterator[bytes]:
+    """The chunks; a stream that ends early (its client went away: Starlette cancels it, or a send fails) cancels
+    the request, so its rows leave their call at the next decoding step (a no-op once the request finished)."""
+    try:
+        async for chunk in chunks:
+            yield chunk
+    finally:
+        inference.cancel()

@@ -20,8 +20,9 @@ from fastapi.sse import EventSourceResponse
 
 from tuneops.inference.batching import Classified, Event, Failed, InferenceRequest, TextDelta
 from tuneops.inference.generation import Completion as Generated
-from tuneops.inference.generation import Prompt, Tokens, check_token_ids, vocab_size
-from tuneops.registry.catalog import Served
+from tuneops.inference.logprobs import Tokens
+from tuneops.inference.prompts import Prompt, check_token_ids, vocab_size
+from tuneops.registry.served import Served
 from tuneops.serve.errors import APIError
 from tuneops.serve.openai.common import (
     DONE,
@@ -73,7 +74,7 @@ async def completions(
     reply = Reply(new_id("cmpl"), int(time.time()), body.model)
     shown = [shown_text(p, served) for p in rows]
     if body.stream:
-        return event_stream(stream(reply, inference, first, shown, body), served)
+        return event_stream(stream(reply, inference, first, shown, body), served, inference)
     answers = await results(inference, first, "prompt")
     choices = [choice(i, row, shown[i], body) for i, row in enumerate(answers)]
     return Completion(id=reply.id, created=reply.created, model=reply.model, choices=choices, usage=tally(answers, n))

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from tuneops.inference.sampling import SamplingParams
 
 if TYPE_CHECKING:
-    from tuneops.registry.catalog import GenerationSettings
+    from tuneops.registry.served import GenerationSettings
 
 # OpenAI's caps: up to 4 stop sequences, logprobs up to 5 (completions) and top_logprobs up to 20 (chat).
 MAX_STOP = 4
