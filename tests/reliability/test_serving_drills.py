@@ -14,12 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
-import psutil
 import pytest
 import uvicorn
 
 from tests.api.conftest import CLASSIFIER, GENERATOR, store  # noqa: F401  (store: a fixture, used by name)
 from tests.conftest import free_port
+from tests.reliability.memory import rss_growth
 from tuneops.registry.catalog import Catalog
 from tuneops.registry.mlflow_registry import MlflowRegistry
 from tuneops.serve.app import Batching, create_app
@@ -107,21 +107,10 @@ def test_drill_64_clients_at_the_context_limit_get_429_past_the_queue_cap_not_a_
     stats = app.state.batcher.stats
     stats.most_queued_tokens = 0
     body = {"model": GENERATOR, "prompt": [50] * 250, "max_tokens": 6, "temperature": 0}
-    process = psutil.Process()
-    rss, peak, done = process.memory_info().rss, [0], threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], process.memory_info().rss)
-            time.sleep(0.02)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    with httpx.Client(timeout=120, limits=httpx.Limits(max_connections=64)) as http, ThreadPoolExecutor(64) as pool:
+    limits = httpx.Limits(max_connections=64)
+    with rss_growth() as grown, httpx.Client(timeout=120, limits=limits) as http, ThreadPoolExecutor(64) as pool:
         answers = list(pool.map(lambda _: http.post(f"{url}/v1/completions", json=body), range(64)))
-    done.set()
-    sampler.join()
-    record_property("rss_growth_mb", round((peak[0] - rss) / 2**20, 1))
+    record_property("rss_growth_mb", round(grown[0] / 2**20, 1))
     codes = sorted(a.status_code for a in answers)
     assert set(codes) == {200, 429} and codes.count(200) >= QUEUE_CAP // CONTEXT, codes
     busy = next(a for a in answers if a.status_code == 429)
@@ -133,7 +122,7 @@ def test_drill_64_clients_at_the_context_limit_get_429_past_the_queue_cap_not_a_
     assert httpx.post(f"{url}/v1/completions", json=body, timeout=60).status_code == 200
     record_property("time_to_recover_s", round(time.monotonic() - refused_at, 3))  # a refused client answered
     assert stats.queued_tokens == 0
-    assert (peak[0] - rss) < 256 * 2**20, f"RSS grew {(peak[0] - rss) / 2**20:.0f} MB"
+    assert grown[0] < 256 * 2**20, f"RSS grew {grown[0] / 2**20:.0f} MB"
 
 
 def test_drill_a_client_reading_one_byte_a_second_does_not_hold_the_worker(server):

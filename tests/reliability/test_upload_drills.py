@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 import pytest
 import uvicorn
 
 from tests.api.conftest import store  # noqa: F401  (a fixture, used by name: the registry the app is given)
 from tests.conftest import ROOT, free_port
+from tests.reliability.memory import rss_growth
 from tuneops.jobs.file_store import FileStore
 from tuneops.registry.catalog import Catalog
 from tuneops.registry.mlflow_registry import MlflowRegistry
@@ -106,23 +106,10 @@ def test_drill_a_128_mb_upload_streams_to_disk_with_the_servers_memory_flat(serv
 
     Valid lines generated as they are sent (twice the size past which whole-file checks wait for the job)."""
     url, files = served
-    process = psutil.Process()
-    rss, peak, done = process.memory_info().rss, [0], threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], process.memory_info().rss)
-            time.sleep(0.02)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
     start = time.monotonic()
-    try:
+    with rss_growth() as rose:
         answer = upload(url, Generated(128 * MB))
-    finally:
-        done.set()
-        sampler.join()
-    grown = (peak[0] - rss) / MB
+    grown = rose[0] / MB
     record_property("rss_growth_mb", round(grown, 1))
     record_property("upload_s", round(time.monotonic() - start, 1))
     assert answer.status_code == 200, answer.text
