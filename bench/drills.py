@@ -48,9 +48,7 @@ def main() -> None:
     parser.add_argument("drills", nargs="*", default=DRILLS, help="test files or ids (default: every drill)")
     outcomes = Outcomes()
     pytest.main(
-        # every drill, the long ones too (the full suite leaves those to this script: minutes each)
-        ["-q", "-p", "no:cacheprovider", "-m", "long_drill or not long_drill"]
-        + [str(ROOT / d) for d in parser.parse_args().drills],
+        ["-q", "-p", "no:cacheprovider", *[str(ROOT / d) for d in parser.parse_args().drills]],
         plugins=[outcomes],
     )
     width = max((len(outcomes.docs.get(n, n)) for n, _, _ in outcomes.rows), default=10)

@@ -53,7 +53,7 @@ os.environ.pop("PREFECT_API_URL", None)
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
-OPT_IN = {"vllm": "`make test-vllm` (pytest -m vllm)", "long_drill": "`python bench/drills.py` (pytest -m long_drill)"}
+OPT_IN = {"vllm": "`make test-vllm` (pytest -m vllm)"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -64,8 +64,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.shared)
         if item.get_closest_marker("shared") and not have_shared:
             item.add_marker(pytest.mark.skip(reason=f"real data not found at {SHARED} (see shared/README.md)"))
-        # Asked for by name only (`-m vllm`, `-m long_drill`): each takes minutes, over the full suite's CI budget.
-        # vLLM's start 80-110 s (~5 GB) each; the long drills wait out Prefect's 75 s heartbeat window beside a twin.
+        # Asked for by name only (`-m vllm`): each starts vLLM (80-110 s, ~5 GB), over the full suite's CI budget.
         for marker, how in OPT_IN.items():
             if item.get_closest_marker(marker) and marker not in (config.getoption("-m") or ""):
                 item.add_marker(pytest.mark.skip(reason=f"{marker}: run with {how}"))

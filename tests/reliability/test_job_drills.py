@@ -223,7 +223,6 @@ def snapshot(stack: Stack, job: str) -> tuple[Any, dict[str, Any], dict[str, Any
     return jobs.retrieve(job), events, checkpoints
 
 
-@pytest.mark.long_drill
 def test_drill_serve_and_the_prefect_server_restarted_mid_job(stack, twin, record_property):
     """`tuneops serve` and the Prefect server restarted mid-training: the job reads the same, and finishes.
 
@@ -277,7 +276,6 @@ def steps_logged_after(stack: Stack, job: str, moment: float) -> list[int]:
     return [int(e["step"]) for e in entries if e["time"] > moment]
 
 
-@pytest.mark.long_drill
 def test_drill_a_worker_killed_mid_training_resumes_from_its_checkpoint(stack, twin, record_property):
     """A worker killed mid-training (SIGKILL, its process group): the job resumes from its last checkpoint.
 
