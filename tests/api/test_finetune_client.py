@@ -65,6 +65,17 @@ def generation_params(params: dict[str, Any], sample: Sample) -> None:
     params["flow"]["push"] = False
 
 
+def prefect_env(base: Path, port: int) -> dict[str, str]:
+    """This process's environment for a Prefect server of the test's own on `port`, its home under `base`."""
+    return {
+        **os.environ,
+        "PREFECT_HOME": str(base / "prefect-home"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_WORKER_QUERY_SECONDS": "1",  # pick a job up within a second, not Prefect's default 10
+    }
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, sample: Sample) -> Iterator[Stack]:
     import openai
@@ -75,13 +86,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, sample: Sample) -> Iterator[
     (base / "train.jsonl").write_text(spans(sample, "train", ROWS))
     (base / "valid.jsonl").write_text(spans(sample, "test", 60))
     port, api_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(base / "prefect-home"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-        "PREFECT_WORKER_QUERY_SECONDS": "1",  # pick a job up within a second, not Prefect's default 10
-    }
+    env = prefect_env(base, port)
     server = ["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     procs = [start(server, base, env, base / "server.log")]
     try:

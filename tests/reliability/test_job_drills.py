@@ -32,6 +32,7 @@ from tests.api.test_finetune_client import (
     follow,
     generation_params,
     healthy,
+    prefect_env,
     result_rows,
     spans,
     training_processes,
@@ -160,13 +161,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, sample: Sample) -> Iterator[
     project.set_params(lambda p: generation_params(p, sample))
     (base / "train.jsonl").write_text(spans(sample, "train", ROWS))
     port, api_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(base / "prefect-home"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-        "PREFECT_WORKER_QUERY_SECONDS": "1",
-    }
+    env = prefect_env(base, port)
     proxy = LossyProxy(f"http://127.0.0.1:{port}")
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{api_port}/v1", api_key="loopback", max_retries=0, timeout=120)
     stack = Stack(client, project, base, env, proxy, api_port)
